@@ -1,0 +1,6 @@
+//! Everything that brings samples in: exposition-format parsers (OpenMetrics and Prometheus text,
+//! written with nom), remote-write decoding, the scrape manager and relabeling, and the agent's
+//! durable remote-write queue. Ingest reaches storage only through
+//! [`strata_tsdb::storage::Appender`].
+
+pub mod openmetrics;

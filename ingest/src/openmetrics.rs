@@ -1,0 +1,1 @@
+//! OpenMetrics 1.0 text parser (nom).

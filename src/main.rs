@@ -1,0 +1,2 @@
+//! The `strata` binary: CLI parsing and wiring of roles; no storage or query logic lives here.
+fn main() {}
