@@ -14,6 +14,7 @@ pub mod head;
 pub mod head_chunks;
 pub mod index;
 pub mod labels;
+pub mod postings;
 pub mod storage;
 pub mod tombstones;
 pub mod wal;
