@@ -254,4 +254,5 @@ impl<I: SampleIterator> SampleIterator for BoundedIterator<I> {
     }
 }
 
+pub mod chain;
 pub mod merge;
