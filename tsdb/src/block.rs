@@ -1,1 +1,4 @@
-//! TODO: block
+//! Persistent blocks. For now only the `meta.json` module lives here; the block reader and
+//! writer come later.
+
+pub mod meta;
