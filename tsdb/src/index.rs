@@ -27,6 +27,11 @@
 //! - The postings offset table is CRC-checked once at open; the reader keeps only every 32nd
 //!   value of each label name (plus the last) in memory and scans at most 32 entries on lookup.
 //! - v1 index files (pre-2.0 Prometheus) are rejected with a clear error.
+//! - Prometheus's symbol table for blocks cut from the head always contains the empty string
+//!   (the head's all-postings key contributes it), so symbol 0 is `""`. Callers that want
+//!   byte-identical output must include `""` in the symbols they pass to [`IndexWriter`].
+//! - Chunk refs and times are encoded with wrapping arithmetic, as Go does; the writer does not
+//!   validate chunk ordering (neither does Prometheus).
 
 mod reader;
 mod writer;

@@ -183,9 +183,8 @@ impl Tombstones {
     /// Decodes what [`Tombstones::encode`] produced. `path` and `base` (the offset of `b` in
     /// the file) are used in error messages.
     pub fn decode(b: &[u8], path: &Path, base: u64) -> Result<Self> {
-        let corrupt = |at: usize, d: String| {
-            Error::corrupt("tombstones", path, base + at as u64, d)
-        };
+        let corrupt =
+            |at: usize, d: String| Error::corrupt("tombstones", path, base + at as u64, d);
         let mut d = DecBuf::new(b);
         let v = d.byte().map_err(|e| corrupt(e.offset(), e.to_string()))?;
         if v != TOMBSTONE_FORMAT_V1 {
@@ -193,7 +192,9 @@ impl Tombstones {
         }
         let mut t = Tombstones::new();
         while !d.is_empty() {
-            let stone = (|| Ok::<_, crate::encoding::DecodeError>((d.uvarint()?, d.varint()?, d.varint()?)))();
+            let stone = (|| {
+                Ok::<_, crate::encoding::DecodeError>((d.uvarint()?, d.varint()?, d.varint()?))
+            })();
             let (r, mint, maxt) = stone.map_err(|e| corrupt(e.offset(), e.to_string()))?;
             t.add_interval(r, Interval { mint, maxt });
         }
@@ -276,7 +277,8 @@ fn write_tmp(tmp: &PathBuf, t: &Tombstones) -> Result<u64> {
 
 fn sync_dir(dir: &Path) -> Result<()> {
     let d = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
-    d.sync_all().map_err(|e| Error::io("fsync directory", dir, e))
+    d.sync_all()
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 #[cfg(test)]
@@ -351,7 +353,9 @@ mod tests {
         let size = write_file(dir.path(), &t).unwrap();
         assert_eq!(
             size,
-            std::fs::metadata(dir.path().join("tombstones")).unwrap().len()
+            std::fs::metadata(dir.path().join("tombstones"))
+                .unwrap()
+                .len()
         );
         assert!(!dir.path().join("tombstones.tmp").exists());
         let back = read_file(dir.path()).unwrap();

@@ -156,7 +156,8 @@ impl BlockMeta {
 /// none of them can occur in JSON, so a plain substitution is exact.
 fn go_html_escape(b: Vec<u8>) -> Vec<u8> {
     let needs = b.iter().any(|&c| matches!(c, b'<' | b'>' | b'&'))
-        || b.windows(3).any(|w| w == "\u{2028}".as_bytes() || w == "\u{2029}".as_bytes());
+        || b.windows(3)
+            .any(|w| w == "\u{2028}".as_bytes() || w == "\u{2029}".as_bytes());
     if !needs {
         return b;
     }
@@ -182,7 +183,11 @@ pub struct BlockStats {
     pub num_samples: u64,
     #[serde(rename = "numFloatSamples", default, skip_serializing_if = "is_zero")]
     pub num_float_samples: u64,
-    #[serde(rename = "numHistogramSamples", default, skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "numHistogramSamples",
+        default,
+        skip_serializing_if = "is_zero"
+    )]
     pub num_histogram_samples: u64,
     #[serde(rename = "numSeries", default, skip_serializing_if = "is_zero")]
     pub num_series: u64,
@@ -297,7 +302,8 @@ pub fn write_meta(dir: impl AsRef<Path>, meta: &BlockMeta) -> Result<u64> {
     let json = meta.to_json();
     let res = (|| {
         let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&json).map_err(|e| Error::io("write", &tmp, e))?;
+        f.write_all(&json)
+            .map_err(|e| Error::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
         drop(f);
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
@@ -372,14 +378,17 @@ mod tests {
         assert_eq!(t.files[1].size_bytes, 0);
         assert!(t.extra.contains_key("rewrites") && t.extra.contains_key("index_stats"));
         let out = String::from_utf8(m.to_json()).unwrap();
-        assert!(out.contains(r#""replica": "a\u003cb\u003e\u0026c""#), "{out}");
-        assert!(out.contains(r#""rel_path": "meta.json""#) && !out.contains("\"hash\""));
-        assert_eq!(BlockMeta::from_json(out.as_bytes(), Path::new("m")).unwrap(), m);
-        // null labels (a nil Go map) are accepted.
-        let nulls = json.replace(
-            r#"{"replica": "a<b>&c", "cluster": "eu"}"#,
-            "null",
+        assert!(
+            out.contains(r#""replica": "a\u003cb\u003e\u0026c""#),
+            "{out}"
         );
+        assert!(out.contains(r#""rel_path": "meta.json""#) && !out.contains("\"hash\""));
+        assert_eq!(
+            BlockMeta::from_json(out.as_bytes(), Path::new("m")).unwrap(),
+            m
+        );
+        // null labels (a nil Go map) are accepted.
+        let nulls = json.replace(r#"{"replica": "a<b>&c", "cluster": "eu"}"#, "null");
         let m = BlockMeta::from_json(nulls.as_bytes(), Path::new("m")).unwrap();
         assert!(m.thanos.unwrap().labels.is_empty());
     }
@@ -402,9 +411,15 @@ mod tests {
         assert!(matches!(e, Error::Meta { .. }));
         assert!(e.to_string().contains("meta.json"), "{e}");
 
-        std::fs::write(dir.path().join("meta.json"), PROM.replace("\"version\": 1", "\"version\": 2"))
-            .unwrap();
-        assert!(read_meta(dir.path()).unwrap_err().to_string().contains("version 2"));
+        std::fs::write(
+            dir.path().join("meta.json"),
+            PROM.replace("\"version\": 1", "\"version\": 2"),
+        )
+        .unwrap();
+        assert!(read_meta(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("version 2"));
 
         let e = read_meta(dir.path().join("missing")).unwrap_err();
         assert!(matches!(e, Error::Io { .. }));

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use super::{
-    ChunkMeta, Toc, ALL_POSTINGS_KEY, FORMAT_V1, FORMAT_V2, HEADER_LEN, MAGIC_INDEX,
-    SAMPLE_FACTOR, SERIES_ALIGNMENT, TOC_LEN,
+    ChunkMeta, Toc, ALL_POSTINGS_KEY, FORMAT_V1, FORMAT_V2, HEADER_LEN, MAGIC_INDEX, SAMPLE_FACTOR,
+    SERIES_ALIGNMENT, TOC_LEN,
 };
 use crate::encoding::{crc32, DecBuf, DecodeError};
 use crate::error::{Error, Result};
@@ -29,6 +29,14 @@ struct Sample {
     value: Arc<str>,
     /// Absolute file offset of the entry (its key-count byte).
     off: usize,
+}
+
+/// Sampling state for one label name while reading the postings offset table.
+#[derive(Default)]
+struct CurName<'a> {
+    name: Option<Arc<str>>,
+    count: usize,
+    last: Option<(&'a str, usize)>,
 }
 
 /// A reader of one index file. `B` is any byte container: `memmap2::Mmap`, `Vec<u8>`,
@@ -69,7 +77,12 @@ impl IndexReader<memmap2::Mmap> {
 
 /// Converts a decode error at `base + e.offset()` into a corruption error.
 fn dec_err(path: &Path, what: &'static str, base: usize, e: DecodeError) -> Error {
-    Error::corrupt("index", path, (base + e.offset()) as u64, format!("{what}: {e}"))
+    Error::corrupt(
+        "index",
+        path,
+        (base + e.offset()) as u64,
+        format!("{what}: {e}"),
+    )
 }
 
 impl<B: AsRef<[u8]>> IndexReader<B> {
@@ -215,8 +228,8 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         let err = |e: DecodeError| dec_err(&self.path, "postings offset table", base, e);
         let n = d.be32().map_err(err)?;
         let mut postings: BTreeMap<Arc<str>, Vec<Sample>> = BTreeMap::new();
-        // The name, value count, and last unsampled (value, offset) of the current label name.
-        let mut cur: Option<(Arc<str>, usize, Option<(&str, usize)>)> = None;
+        // Per label name: entry count so far, and the last entry if it was not sampled.
+        let mut cur = CurName::default();
         let mut prev: Option<(&[u8], &[u8])> = None;
         for _ in 0..n {
             let at = base + d.pos();
@@ -237,35 +250,46 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
                 .map_err(|_| self.corrupt(at, "label name is not UTF-8"))?;
             let value = std::str::from_utf8(value)
                 .map_err(|_| self.corrupt(at, "label value is not UTF-8"))?;
-            let same = matches!(&cur, Some((n, _, _)) if **n == *name);
-            if !same {
-                if let Some((n, _, Some((v, o)))) = cur.take() {
-                    let s = Sample { value: self.intern(v), off: o };
-                    postings.entry(n).or_default().push(s);
-                }
-                cur = Some((self.intern(name), 0, None));
+            if cur.name.as_deref() != Some(name) {
+                self.flush_last(&mut cur, &mut postings);
+                cur = CurName {
+                    name: Some(self.intern(name)),
+                    count: 0,
+                    last: None,
+                };
             }
-            if let Some((n, count, last)) = cur.as_mut() {
-                if *count % SAMPLE_FACTOR == 0 {
-                    let s = Sample { value: self.intern(value), off: at };
+            if cur.count % SAMPLE_FACTOR == 0 {
+                let s = Sample {
+                    value: self.intern(value),
+                    off: at,
+                };
+                if let Some(n) = &cur.name {
                     postings.entry(n.clone()).or_default().push(s);
-                    *last = None;
-                } else {
-                    *last = Some((value, at));
                 }
-                *count += 1;
+                cur.last = None;
+            } else {
+                cur.last = Some((value, at));
             }
+            cur.count += 1;
         }
-        if let Some((n, _, Some((v, o)))) = cur.take() {
-            let s = Sample { value: self.intern(v), off: o };
-            postings.entry(n).or_default().push(s);
-        }
+        self.flush_last(&mut cur, &mut postings);
         for v in postings.values_mut() {
             v.shrink_to_fit();
         }
         self.postings = postings;
         self.pt_end = pt_end;
         Ok(())
+    }
+
+    /// Records the current name's last entry when it was not sampled.
+    fn flush_last(&self, cur: &mut CurName<'_>, postings: &mut BTreeMap<Arc<str>, Vec<Sample>>) {
+        if let (Some(n), Some((v, off))) = (cur.name.take(), cur.last.take()) {
+            let s = Sample {
+                value: self.intern(v),
+                off,
+            };
+            postings.entry(n).or_default().push(s);
+        }
     }
 
     /// Scans the postings offset table entries of `name`, starting at the sampled entry at or
@@ -300,8 +324,8 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
             if n != name.as_bytes() {
                 break;
             }
-            let v = std::str::from_utf8(v)
-                .map_err(|_| self.corrupt(at, "label value is not UTF-8"))?;
+            let v =
+                std::str::from_utf8(v).map_err(|_| self.corrupt(at, "label value is not UTF-8"))?;
             if f(v, off)?.is_break() {
                 break;
             }
@@ -319,7 +343,8 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         let mut d = DecBuf::new(body);
         let n = d
             .be32()
-            .map_err(|e| dec_err(&self.path, "postings list", off + 4, e))? as usize;
+            .map_err(|e| dec_err(&self.path, "postings list", off + 4, e))?
+            as usize;
         if d.remaining() != 4 * n {
             return Err(self.corrupt(
                 off,

@@ -27,8 +27,8 @@ fn test_series(n: usize) -> Vec<(Labels, Vec<ChunkMeta>)> {
             let chunks = (0..(1 + i % 4) as i64)
                 .map(|c| {
                     let m = ChunkMeta {
-                        min_time: -1000 + c * 7200_000 + i as i64,
-                        max_time: -1000 + c * 7200_000 + 7199_000,
+                        min_time: -1000 + c * 7_200_000 + i as i64,
+                        max_time: -1000 + c * 7_200_000 + 7_199_000,
                         chunk_ref,
                     };
                     chunk_ref += 100 + (i as u64 % 7);
@@ -151,7 +151,10 @@ fn round_trip_every_accessor() {
     assert!(r.label_values("nope").unwrap().is_empty());
 
     let u = r
-        .postings_for_values("instance", &["host-0001", "host-0299", "host-0150", "missing"])
+        .postings_for_values(
+            "instance",
+            &["host-0001", "host-0299", "host-0150", "missing"],
+        )
         .unwrap();
     let mut want = RoaringBitmap::new();
     for v in ["host-0001", "host-0299", "host-0150"] {
@@ -231,7 +234,10 @@ fn writer_rejects_misuse() {
     assert!(w.add_series(&aa, &[]).is_err());
     assert!(w.add_symbol("c").is_err());
     let missing = Labels::from_pairs(&[("b", "zz")]);
-    assert!(matches!(w.add_series(&missing, &[]), Err(Error::Invalid(_))));
+    assert!(matches!(
+        w.add_series(&missing, &[]),
+        Err(Error::Invalid(_))
+    ));
     w.close().unwrap();
 }
 
@@ -240,11 +246,15 @@ fn rejects_bad_header_and_v1() {
     let dir = tempfile::tempdir().unwrap();
     let mut bytes = write_index(dir.path(), &test_series(3));
     bytes[4] = 1;
-    let e = IndexReader::open(&bytes[..], "/d/index").unwrap_err().to_string();
+    let e = IndexReader::open(&bytes[..], "/d/index")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/d/index") && e.contains("v1"), "{e}");
     bytes[4] = 2;
     bytes[0] = 0;
-    let e = IndexReader::open(&bytes[..], "/d/index").unwrap_err().to_string();
+    let e = IndexReader::open(&bytes[..], "/d/index")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("magic") && e.contains("offset 0"), "{e}");
 }
 
@@ -276,7 +286,10 @@ fn corruption_is_reported_with_file_and_offset() {
         );
         match err {
             Error::Corrupt { offset, .. } => {
-                assert!(offset <= pos && pos - offset < 200, "{what}: {offset} vs {pos}")
+                assert!(
+                    offset <= pos && pos - offset < 200,
+                    "{what}: {offset} vs {pos}"
+                )
             }
             e => panic!("{what}: unexpected error {e}"),
         }
@@ -311,4 +324,16 @@ fn series_id_out_of_range_is_an_error() {
     assert!(r.series(0, &mut ls, &mut cs).is_err());
     assert!(r.series(u32::MAX, &mut ls, &mut cs).is_err());
     assert!(r.series(1, &mut ls, &mut cs).is_err());
+}
+
+#[test]
+fn empty_and_tiny_files_are_corrupt_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    std::fs::write(&path, b"").unwrap();
+    let e = IndexReader::open_file(&path).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { offset: 0, .. }), "{e}");
+    assert!(e.to_string().contains(&*path.to_string_lossy()));
+    std::fs::write(&path, [0xba, 0xaa, 0xd7, 0x00, 0x02]).unwrap();
+    assert!(IndexReader::open_file(&path).is_err());
 }

@@ -329,7 +329,8 @@ impl IndexWriter {
 
     fn finish_symbols(&mut self) -> Result<()> {
         self.toc.symbols = self.pos;
-        let mut b = EncBuf::with_capacity(8 + self.symbols.iter().map(|s| s.len() + 2).sum::<usize>());
+        let mut b =
+            EncBuf::with_capacity(8 + self.symbols.iter().map(|s| s.len() + 2).sum::<usize>());
         b.put_be32(0); // length, patched below
         b.put_be32(self.symbols.len() as u32);
         for s in &self.symbols {
@@ -414,5 +415,6 @@ pub(crate) fn sync_parent_dir(path: &Path) -> Result<()> {
         _ => Path::new("."),
     };
     let d = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
-    d.sync_all().map_err(|e| Error::io("fsync directory", dir, e))
+    d.sync_all()
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }
