@@ -1,2 +1,131 @@
-//! The `strata` binary: CLI parsing and wiring of roles; no storage or query logic lives here.
-fn main() {}
+//! The `strata` binary: command-line parsing and the wiring of roles (server, offline TSDB
+//! tools). No storage or query logic lives here; it calls into the workspace crates.
+
+mod gofmt;
+mod serve;
+mod tsdb_cmd;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Strata: a Prometheus-compatible metrics database with long-term storage.
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about, long_about = None)]
+struct Cli {
+    /// Log level (error, warn, info, debug, trace) or a tracing filter directive.
+    #[arg(long = "log.level", global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: storage with WAL, background compaction and retention, HTTP endpoints.
+    Serve(serve::ServeArgs),
+    /// Offline tools for a data directory or block directory.
+    Tsdb {
+        #[command(subcommand)]
+        command: TsdbCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TsdbCommand {
+    /// Statistics of the blocks in a data directory: series, samples, chunks, cardinality.
+    Analyze {
+        /// Data directory.
+        dir: PathBuf,
+        /// Analyze only this block (ULID); default: every block.
+        #[arg(long)]
+        block: Option<String>,
+        /// How many entries to show in each top list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Print every sample as `promtool tsdb dump` does: `{labels} value timestamp`.
+    Dump {
+        /// Data directory.
+        dir: PathBuf,
+        /// Series selector, e.g. `{__name__=~"node_.*"}`.
+        #[arg(long = "match", default_value = "{__name__=~\"(?s:.*)\"}")]
+        matcher: String,
+        /// Minimum timestamp (ms).
+        #[arg(long = "min-time", default_value_t = i64::MIN, allow_hyphen_values = true)]
+        min_time: i64,
+        /// Maximum timestamp (ms).
+        #[arg(long = "max-time", default_value_t = i64::MAX, allow_hyphen_values = true)]
+        max_time: i64,
+    },
+    /// Write blocks from a file of samples (like promtool's command of the same name).
+    #[command(name = "create-blocks-from")]
+    CreateBlocksFrom {
+        #[command(subcommand)]
+        source: CreateFrom,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CreateFrom {
+    /// From an OpenMetrics text file whose samples all carry timestamps.
+    Openmetrics {
+        /// Input file.
+        input: PathBuf,
+        /// Output directory (created if needed).
+        outdir: PathBuf,
+        /// Maximum block duration, e.g. 2h (rounded down to Prometheus's block ranges).
+        #[arg(long = "max-block-duration", default_value = "2h")]
+        max_block_duration: String,
+        /// Do not print the summary of created blocks.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_level);
+    let res = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Tsdb { command } => match command {
+            TsdbCommand::Analyze { dir, block, limit } => {
+                tsdb_cmd::analyze(&dir, block.as_deref(), limit)
+            }
+            TsdbCommand::Dump {
+                dir,
+                matcher,
+                min_time,
+                max_time,
+            } => tsdb_cmd::dump(&dir, &matcher, min_time, max_time),
+            TsdbCommand::CreateBlocksFrom {
+                source:
+                    CreateFrom::Openmetrics {
+                        input,
+                        outdir,
+                        max_block_duration,
+                        quiet,
+                    },
+            } => tsdb_cmd::create_blocks_from_openmetrics(
+                &input,
+                &outdir,
+                &max_block_duration,
+                quiet,
+            ),
+        },
+    };
+    if let Err(e) = res {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -133,9 +133,10 @@ impl Block {
     pub fn series_iter(
         self: &Arc<Self>,
         ids: RoaringBitmap,
-    ) -> impl Iterator<Item = Result<(Labels, Vec<ChunkMeta>)>> + Send {
+    ) -> impl Iterator<Item = Result<(u32, Labels, Vec<ChunkMeta>)>> + Send {
         let b = self.clone();
-        ids.into_iter().map(move |id| b.index.series_labels(id))
+        ids.into_iter()
+            .map(move |id| b.index.series_labels(id).map(|(l, c)| (id, l, c)))
     }
 }
 

@@ -102,7 +102,8 @@ pub fn write_head_block(
     maxt: i64,
 ) -> Result<Option<BlockMeta>> {
     let series = head.sorted_series();
-    let mut symbols: BTreeSet<Arc<str>> = BTreeSet::new();
+    // Prometheus's head index always holds the empty string among its symbols.
+    let mut symbols: BTreeSet<Arc<str>> = BTreeSet::from([Arc::from("")]);
     let mut todo: Vec<SeriesToWrite> = Vec::new();
     for s in &series {
         let mut chunks: Vec<ChunkToWrite> = Vec::new();
@@ -177,17 +178,7 @@ pub fn write_head_block(
             chunks,
         });
     }
-    let ulid = Ulid::new();
-    let meta = BlockMeta::new(
-        ulid,
-        mint,
-        maxt,
-        BlockMetaCompaction {
-            level: 1,
-            sources: vec![ulid],
-            ..Default::default()
-        },
-    );
+    let meta = BlockMeta::new(Ulid::new(), mint, maxt);
     let mut it = todo.into_iter().map(Ok);
     write_block(parent, meta, &symbols, &mut it)
 }
@@ -217,17 +208,13 @@ pub fn compact_blocks(parent: &Path, blocks: &[Arc<Block>]) -> Result<Option<Blo
     }
     sources.sort();
     sources.dedup();
-    let meta = BlockMeta::new(
-        Ulid::new(),
-        mint,
-        maxt,
-        BlockMetaCompaction {
-            level: level + 1,
-            sources,
-            parents,
-            ..Default::default()
-        },
-    );
+    let mut meta = BlockMeta::new(Ulid::new(), mint, maxt);
+    meta.compaction = BlockMetaCompaction {
+        level: level + 1,
+        sources,
+        parents,
+        ..Default::default()
+    };
 
     // Per block, a cursor over its series in label order.
     let mut cursors: Vec<_> = Vec::new();
@@ -236,17 +223,13 @@ pub fn compact_blocks(parent: &Path, blocks: &[Arc<Block>]) -> Result<Option<Blo
         cursors.push(b.series_iter(ids).peekable());
     }
     let blocks_v: Vec<Arc<Block>> = blocks.to_vec();
-    let mut err: Option<crate::Error> = None;
     let mut merged = std::iter::from_fn(|| {
-        if err.is_some() {
-            return None;
-        }
         loop {
             // Smallest labels among cursor heads.
             let mut min: Option<Labels> = None;
             for c in cursors.iter_mut() {
                 match c.peek() {
-                    Some(Ok((l, _))) => {
+                    Some(Ok((_, l, _))) => {
                         if min.as_ref().is_none_or(|m| l < m) {
                             min = Some(l.clone());
                         }
@@ -260,11 +243,11 @@ pub fn compact_blocks(parent: &Path, blocks: &[Arc<Block>]) -> Result<Option<Blo
                 }
             }
             let labels = min?;
-            let mut parts: Vec<(usize, Vec<ChunkMeta>)> = Vec::new();
+            let mut parts: Vec<(usize, u32, Vec<ChunkMeta>)> = Vec::new();
             for (i, c) in cursors.iter_mut().enumerate() {
-                if matches!(c.peek(), Some(Ok((l, _))) if *l == labels) {
-                    if let Some(Ok((_, metas))) = c.next() {
-                        parts.push((i, metas));
+                if matches!(c.peek(), Some(Ok((_, l, _))) if *l == labels) {
+                    if let Some(Ok((id, _, metas))) = c.next() {
+                        parts.push((i, id, metas));
                     }
                 }
             }
@@ -281,24 +264,18 @@ pub fn compact_blocks(parent: &Path, blocks: &[Arc<Block>]) -> Result<Option<Blo
         }
         r
     });
-    let res = write_block(parent, meta, &symbols, &mut merged);
-    if let Some(e) = err.take() {
-        return Err(e);
-    }
-    res
+    write_block(parent, meta, &symbols, &mut merged)
 }
 
 /// The chunks of one series gathered from several blocks, merged.
 fn merge_series_chunks(
     blocks: &[Arc<Block>],
     labels: &Labels,
-    parts: Vec<(usize, Vec<ChunkMeta>)>,
+    parts: Vec<(usize, u32, Vec<ChunkMeta>)>,
 ) -> Result<Option<SeriesToWrite>> {
     let mut all: Vec<(usize, ChunkMeta, Option<crate::tombstones::Intervals>)> = Vec::new();
-    for (bi, metas) in parts {
-        let b = &blocks[bi];
-        // Tombstones are keyed by series id, which differ per block; look up via the index.
-        let deleted = b.tombstones_for(labels)?;
+    for (bi, id, metas) in parts {
+        let deleted = blocks[bi].tombstones().get(id as u64).cloned();
         for m in metas {
             if deleted
                 .as_ref()

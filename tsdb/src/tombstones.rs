@@ -87,6 +87,18 @@ impl Intervals {
         self.0.get(i).is_some_and(|x| x.mint <= t)
     }
 
+    /// Is all of `[mint, maxt]` inside a single interval?
+    pub fn covers(&self, mint: i64, maxt: i64) -> bool {
+        let i = self.0.partition_point(|x| x.maxt < mint);
+        self.0.get(i).is_some_and(|x| x.mint <= mint && maxt <= x.maxt)
+    }
+
+    /// Does any interval intersect `[mint, maxt]`?
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        let i = self.0.partition_point(|x| x.maxt < mint);
+        self.0.get(i).is_some_and(|x| x.mint <= maxt)
+    }
+
     pub fn iter(&self) -> std::slice::Iter<'_, Interval> {
         self.0.iter()
     }
