@@ -14,7 +14,8 @@
 //! header into a valid empty record). A file that ends inside zero padding or right after a
 //! complete record is fine (that is how the active segment of a running Prometheus looks).
 //! zstd-compressed records (Prometheus 3's optional `zstd` WAL compression) are reported as
-//! unsupported.
+//! unsupported. A fragment type byte with one of the three reserved high bits set is
+//! corruption (no Prometheus version writes them; Prometheus ignores them).
 
 use std::fmt;
 use std::fs::File;
@@ -107,6 +108,10 @@ impl From<ReadError> for Error {
         }
     }
 }
+
+/// Bits of the fragment type byte no writer sets. Prometheus ignores them; Strata treats
+/// them as damage so that a flipped bit there is caught (the CRC covers only the data).
+const RESERVED_MASK: u8 = 0xe0;
 
 /// Upper bound of snappy's expansion: a 3-byte copy tag yields at most 64 bytes.
 fn max_decompressed_len(compressed: usize) -> usize {
@@ -334,6 +339,9 @@ impl WalReader {
                 ));
             };
             if ft == FragType::PageTerm {
+                if hdr != 0 {
+                    return Err(self.corrupt(frag_off, format!("invalid fragment type byte {hdr:#04x}")));
+                }
                 if let Some(i) = self.page[p + 1..len].iter().position(|&b| b != 0) {
                     let at = frag_off + 1 + i as u64;
                     return Err(self.corrupt(at, "unexpected non-zero byte in padded page"));
@@ -343,6 +351,12 @@ impl WalReader {
             }
             if hdr & ZSTD_MASK != 0 {
                 return Err(self.corrupt(frag_off, "zstd-compressed record (unsupported)"));
+            }
+            if hdr & RESERVED_MASK != 0 {
+                return Err(self.corrupt(
+                    frag_off,
+                    format!("reserved bits set in fragment type byte {hdr:#04x}"),
+                ));
             }
             if p + RECORD_HEADER_SIZE > len {
                 return Err(self.corrupt(frag_off, "torn fragment header"));
