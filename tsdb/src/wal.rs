@@ -132,7 +132,7 @@ impl Wal {
         mut replay: impl FnMut(u64, &[u8]) -> Result<()>,
     ) -> Result<Wal> {
         let dir = dir.as_ref().to_path_buf();
-        if segment_size == 0 || segment_size % PAGE_SIZE != 0 {
+        if segment_size == 0 || segment_size.checked_rem(PAGE_SIZE) != Some(0) {
             return Err(Error::Invalid(format!(
                 "WAL segment size {segment_size} is not a positive multiple of {PAGE_SIZE}"
             )));
@@ -232,7 +232,10 @@ impl Wal {
     /// The range `(first, last)` of segment indexes on disk (the active one included).
     pub fn segments(&self) -> Result<(u64, u64)> {
         segments(&self.dir)?.ok_or_else(|| {
-            Error::Invalid(format!("WAL directory {} has no segments", self.dir.display()))
+            Error::Invalid(format!(
+                "WAL directory {} has no segments",
+                self.dir.display()
+            ))
         })
     }
 
@@ -308,22 +311,27 @@ impl Wal {
         if self.page_full() {
             self.flush_page(true)?;
         }
-        let mut compressed = false;
+        // Length of the compressed form in `snappy_buf`, when compression made it smaller.
+        let mut compressed_len = None;
         if self.compress && !rec.is_empty() {
             let max = snap::raw::max_compress_len(rec.len());
             if max > 0 {
-                self.snappy_buf.resize(max, 0);
+                // Only grow: avoids re-zeroing the buffer for every record.
+                if self.snappy_buf.len() < max {
+                    self.snappy_buf.resize(max, 0);
+                }
                 if let Ok(n) = self.snappy.compress(rec, &mut self.snappy_buf) {
                     if n < rec.len() {
-                        self.snappy_buf.truncate(n);
-                        compressed = true;
+                        compressed_len = Some(n);
                     }
                 }
             }
         }
         let buf = std::mem::take(&mut self.snappy_buf);
-        let data: &[u8] = if compressed { &buf } else { rec };
-        let res = self.write_fragments(data, compressed, last_of_batch);
+        let res = match compressed_len {
+            Some(n) => self.write_fragments(&buf[..n], true, last_of_batch),
+            None => self.write_fragments(rec, false, last_of_batch),
+        };
         self.snappy_buf = buf;
         res?;
         self.metrics.records.fetch_add(1, Ordering::Relaxed);
@@ -463,7 +471,8 @@ fn repair_segment(dir: &Path, e: &ReadError) -> Result<RepairReport> {
     let mut deleted = Vec::new();
     for s in list_segments(dir)? {
         if s.index > e.segment {
-            fs::remove_file(&s.path).map_err(|err| Error::io("delete WAL segment", &s.path, err))?;
+            fs::remove_file(&s.path)
+                .map_err(|err| Error::io("delete WAL segment", &s.path, err))?;
             deleted.push(s.index);
         }
     }

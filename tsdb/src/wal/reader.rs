@@ -333,14 +333,13 @@ impl WalReader {
             let frag_off = self.page_off + p as u64;
             let hdr = self.page[p];
             let Some(ft) = FragType::from_header(hdr) else {
-                return Err(self.corrupt(
-                    frag_off,
-                    format!("invalid fragment type {}", hdr & 7),
-                ));
+                return Err(self.corrupt(frag_off, format!("invalid fragment type {}", hdr & 7)));
             };
             if ft == FragType::PageTerm {
                 if hdr != 0 {
-                    return Err(self.corrupt(frag_off, format!("invalid fragment type byte {hdr:#04x}")));
+                    return Err(
+                        self.corrupt(frag_off, format!("invalid fragment type byte {hdr:#04x}"))
+                    );
                 }
                 if let Some(i) = self.page[p + 1..len].iter().position(|&b| b != 0) {
                     let at = frag_off + 1 + i as u64;

@@ -312,9 +312,7 @@ pub fn decode_tombstones(rec: &[u8], out: &mut Vec<Stone>) -> Result<(), RecordE
             let maxt = d.varint().map_err(|e| RecordError::dec(WHAT, e))?;
             let can_merge = out.len() > start_len;
             match out.last_mut() {
-                Some(last) if can_merge && last.r == r => {
-                    last.intervals.push((mint, maxt))
-                }
+                Some(last) if can_merge && last.r == r => last.intervals.push((mint, maxt)),
                 _ => out.push(Stone {
                     r,
                     intervals: vec![(mint, maxt)],
@@ -428,8 +426,16 @@ mod tests {
         let mut buf = Vec::new();
         encode_samples(
             &[
-                RefSample { r: 5, t: 100, v: 1.0 },
-                RefSample { r: 4, t: 99, v: 2.0 },
+                RefSample {
+                    r: 5,
+                    t: 100,
+                    v: 1.0,
+                },
+                RefSample {
+                    r: 4,
+                    t: 99,
+                    v: 2.0,
+                },
             ],
             &mut buf,
         );
