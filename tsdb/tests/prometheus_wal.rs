@@ -1,8 +1,9 @@
-//! Reads a WAL written by a real Prometheus (`/usr/bin/prometheus`, Debian's 2.42 package):
+//! Compatibility with Prometheus in both directions. Reads a WAL written by a real Prometheus (`/usr/bin/prometheus`, Debian's 2.42 package):
 //! runs it scraping itself every second, waits until its WAL holds series and samples
 //! records, stops it with SIGTERM, then reads every record with Strata's reader and decodes
 //! it. Fails loudly if the binary is missing. Every wait is bounded and the process is killed
-//! at the end even if an assertion fails.
+//! at the end even if an assertion fails. And has `promtool tsdb dump` replay a WAL (and
+//! checkpoint) written by Strata.
 
 use std::collections::HashMap;
 use std::fs;
@@ -197,4 +198,84 @@ fn reads_a_wal_written_by_prometheus() {
         .collect::<Result<_, _>>()
         .expect("read back");
     assert_eq!(after.len(), before + 1);
+}
+
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// The other direction: Prometheus's own `promtool tsdb dump` replays a WAL written by
+/// Strata (series, compressed and multi-page samples records, a checkpoint) into its head.
+#[test]
+fn promtool_replays_a_wal_written_by_strata() {
+    use strata_tsdb::wal::{checkpoint, encode_samples, encode_series, RefSample, RefSeries};
+    assert!(
+        Path::new(PROMTOOL).exists(),
+        "{PROMTOOL} is missing: this test needs Prometheus installed (Debian package `prometheus`)"
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wal = tmp.path().join("wal");
+    let mut w = Wal::open(&wal, 4 * 32 * 1024).expect("open");
+    let series: Vec<RefSeries> = (1..=2000u64)
+        .map(|r| RefSeries {
+            r,
+            labels: strata_tsdb::Labels::from_pairs(&[
+                ("__name__", "strata_test"),
+                ("id", r.to_string().as_str()),
+            ]),
+        })
+        .collect();
+    let mut buf = Vec::new();
+    encode_series(&series, &mut buf);
+    w.log(&[&buf]).expect("log series");
+    let t0 = 1_700_000_000_000i64;
+    for i in 0..20i64 {
+        let samples: Vec<RefSample> = (1..=2000u64)
+            .map(|r| RefSample {
+                r,
+                t: t0 + i * 15_000,
+                v: (r as f64) * 1000.0 + i as f64,
+            })
+            .collect();
+        buf.clear();
+        encode_samples(&samples, &mut buf);
+        if i == 10 {
+            // Everything so far goes into a checkpoint.
+            let seg = w.next_segment().expect("cut");
+            checkpoint(&wal, 0, seg - 1, |_| true, i64::MIN).expect("checkpoint");
+            w.truncate(seg).expect("truncate");
+            w.set_compression(false);
+        }
+        w.log(&[&buf]).expect("log samples");
+    }
+    w.close().expect("close");
+
+    let out = Command::new(PROMTOOL)
+        .arg("tsdb")
+        .arg("dump")
+        .arg(tmp.path())
+        .output()
+        .expect("run promtool");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "promtool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("strata_test"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2000 * 20,
+        "promtool dumped {} samples",
+        lines.len()
+    );
+    let probe = format!("{} {}", 42_019, t0 + 19 * 15_000);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("id=\"42\"") && l.ends_with(&probe)),
+        "no line for id=42 ending with {probe:?}; first lines: {:?}",
+        &lines[..3]
+    );
 }
