@@ -1,9 +1,12 @@
-//! Compatibility with Prometheus in both directions. Reads a WAL written by a real Prometheus (`/usr/bin/prometheus`, Debian's 2.42 package):
-//! runs it scraping itself every second, waits until its WAL holds series and samples
-//! records, stops it with SIGTERM, then reads every record with Strata's reader and decodes
-//! it. Fails loudly if the binary is missing. Every wait is bounded and the process is killed
-//! at the end even if an assertion fails. And has `promtool tsdb dump` replay a WAL (and
-//! checkpoint) written by Strata.
+//! WAL compatibility with Prometheus in both directions.
+//!
+//! 1. Reads a WAL written by a real Prometheus (`/usr/bin/prometheus`, Debian's 2.42
+//!    package): runs it scraping itself every second, waits until its WAL holds series and
+//!    samples records, stops it with SIGTERM, then reads and decodes every record. Every wait
+//!    is bounded and the process is killed at the end even if an assertion fails.
+//! 2. Has `promtool tsdb dump` replay a WAL and checkpoint written by Strata.
+//!
+//! Both fail loudly if the binaries are missing.
 
 use std::collections::HashMap;
 use std::fs;
