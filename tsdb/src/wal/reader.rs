@@ -299,6 +299,8 @@ impl WalReader {
             }
             if !self.loaded || self.page_pos >= self.page_len {
                 let at_eof = self.loaded && self.page_len < PAGE_SIZE;
+                // Offset just past the data read so far from this segment.
+                let seg_end = self.page_off + self.page_len as u64;
                 let n = if at_eof {
                     0
                 } else {
@@ -316,8 +318,7 @@ impl WalReader {
                 if n == 0 {
                     // End of this segment.
                     if self.in_record {
-                        let end = self.page_off + self.page_len as u64;
-                        return Err(self.corrupt(end, "last record is torn"));
+                        return Err(self.corrupt(seg_end, "last record is torn"));
                     }
                     self.file = None;
                     self.cur += 1;

@@ -485,3 +485,25 @@ fn checkpoint_keeps_exactly_the_wanted_records() {
     // A gap after the last checkpoint is refused.
     assert!(checkpoint(&dir, seg2 + 5, seg2 + 6, |_| true, 0).is_err());
 }
+
+#[test]
+fn torn_record_at_a_page_boundary_is_reported_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Wal::open(dir.path(), DEFAULT_SEGMENT_SIZE).unwrap();
+    w.set_compression(false);
+    w.log(&[&vec![7u8; PAGE_SIZE + 100]]).unwrap();
+    w.close().unwrap();
+    let path = segment_name(dir.path(), 0);
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(PAGE_SIZE as u64).unwrap();
+    drop(f);
+    let e = WalReader::open(dir.path())
+        .unwrap()
+        .next_record()
+        .unwrap_err();
+    assert_eq!((e.offset, e.record_start), (PAGE_SIZE as u64, 0));
+    assert!(e.to_string().contains("torn"), "{e}");
+    let w = Wal::open(dir.path(), DEFAULT_SEGMENT_SIZE).unwrap();
+    assert_eq!(w.repair_report().unwrap().truncated_at, 0);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+}
