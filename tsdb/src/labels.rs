@@ -562,7 +562,13 @@ impl Matcher {
 
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}\"{}\"", self.name, self.typ, escape_value(&self.value))
+        write!(
+            f,
+            "{}{}\"{}\"",
+            self.name,
+            self.typ,
+            escape_value(&self.value)
+        )
     }
 }
 

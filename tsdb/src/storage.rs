@@ -98,8 +98,7 @@ pub struct SelectHints {
 /// Reads series within a fixed time range `[mint, maxt]`.
 pub trait Querier: Send + Sync {
     /// Series whose labels satisfy all matchers, with samples in `[mint, maxt]`.
-    fn select(&self, sorted: bool, hints: Option<&SelectHints>, matchers: &[Matcher])
-        -> SeriesSet;
+    fn select(&self, sorted: bool, hints: Option<&SelectHints>, matchers: &[Matcher]) -> SeriesSet;
     /// Sorted distinct values of `name` among series matching `matchers` (all series if empty).
     fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>>;
     /// Sorted distinct label names among series matching `matchers` (all series if empty).
