@@ -22,9 +22,8 @@ use nom::combinator::value;
 
 use crate::error::{Error, Result, SyntaxError};
 use crate::textparse::lex::{
-    expect, into_lex_error, label_set, line_col, metric_name, parse_timestamp_seconds,
-    parse_value, quoted, starts_metric_name, sym, token, unescape, LabelSetRules, LexError,
-    LexResult,
+    expect, into_lex_error, label_set, line_col, metric_name, parse_timestamp_seconds, parse_value,
+    quoted, starts_metric_name, sym, token, unescape, LabelSetRules, LexError, LexResult,
 };
 use crate::textparse::normalize_label_value;
 pub use crate::textparse::{Exemplar, LabelPair, MetricType, Sample};

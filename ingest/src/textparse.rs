@@ -236,6 +236,23 @@ pub fn normalize_label_value<'a>(typ: MetricType, name: &str, value: Cow<'a, str
     };
     match parsed {
         Some(f) => {
+            // Common bucket bounds without formatting (and without allocating).
+            let fixed = if f == f64::INFINITY {
+                Some("+Inf")
+            } else if f == 1.0 {
+                Some("1.0")
+            } else if f == 0.0 {
+                Some("0.0")
+            } else {
+                None
+            };
+            if let Some(fixed) = fixed {
+                return if value == fixed {
+                    value
+                } else {
+                    Cow::Owned(fixed.to_string())
+                };
+            }
             let s = format_openmetrics_float(f);
             if s == value {
                 value
@@ -278,7 +295,10 @@ mod tests {
     fn normalisation() {
         let n = |t, l, v: &'static str| normalize_label_value(t, l, Cow::Borrowed(v));
         assert_eq!(n(MetricType::Histogram, "le", "1"), "1.0");
-        assert!(matches!(n(MetricType::Histogram, "le", "1.0"), Cow::Borrowed(_)));
+        assert!(matches!(
+            n(MetricType::Histogram, "le", "1.0"),
+            Cow::Borrowed(_)
+        ));
         assert_eq!(n(MetricType::Histogram, "le", "+Inf"), "+Inf");
         assert_eq!(n(MetricType::Histogram, "le", "c"), "c");
         assert_eq!(n(MetricType::Summary, "quantile", "0"), "0.0");
@@ -292,7 +312,10 @@ mod tests {
         assert_eq!(family_name("foo_created", MetricType::Counter), "foo");
         assert_eq!(family_name("foo_bucket", MetricType::Histogram), "foo");
         assert_eq!(family_name("foo_gsum", MetricType::GaugeHistogram), "foo");
-        assert_eq!(family_name("fizz_created", MetricType::Gauge), "fizz_created");
+        assert_eq!(
+            family_name("fizz_created", MetricType::Gauge),
+            "fizz_created"
+        );
         assert_eq!(family_name("_total", MetricType::Counter), "_total");
     }
 

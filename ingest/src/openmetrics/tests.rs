@@ -77,7 +77,13 @@ fn metadata_lines() {
     );
     // No escape: the help text is borrowed.
     let got = parse_all("# HELP a plain text\n# EOF").unwrap();
-    assert!(matches!(&got[0], Entry::Help { text: Cow::Borrowed(_), .. }));
+    assert!(matches!(
+        &got[0],
+        Entry::Help {
+            text: Cow::Borrowed(_),
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -170,7 +176,10 @@ foo_created 1520872607.123
     assert_eq!(samples[9].timestamp_ms, Some(-1500));
 
     let ex = samples[10].exemplar.as_ref().unwrap();
-    assert_eq!(ex.labels, vec![("id".into(), "histogram-bucket-test".into())]);
+    assert_eq!(
+        ex.labels,
+        vec![("id".into(), "histogram-bucket-test".into())]
+    );
     assert_eq!(ex.value, 4.0);
     assert_eq!(ex.timestamp_ms, None);
     assert_eq!(samples[10].timestamp_ms, None);
@@ -220,10 +229,7 @@ c_total{le="1"} 1
             _ => None,
         })
         .collect();
-    assert_eq!(
-        vals,
-        ["0.0", "0.25", "1.0", "1e+06", "c", "+Inf", "0", "1"]
-    );
+    assert_eq!(vals, ["0.0", "0.25", "1.0", "1e+06", "c", "+Inf", "0", "1"]);
 }
 
 #[test]
@@ -327,11 +333,7 @@ fn nul_bytes() {
     );
     assert_eq!(
         first_error("a{b\0=\"hiih\"} 1"),
-        (
-            1,
-            4,
-            expected("'=' after label name", Found::Char('\0'))
-        )
+        (1, 4, expected("'=' after label name", Found::Char('\0')))
     );
     assert_eq!(
         first_error("a\0{b=\"ddd\"} 1"),
@@ -345,7 +347,9 @@ fn nul_bytes() {
 
 #[test]
 fn invalid_utf8_via_bytes() {
-    let (l, c, k) = first_error_in(OpenMetricsParser::from_bytes(b"a 1\na{b=\"\xff\"} 1\n# EOF\n"));
+    let (l, c, k) = first_error_in(OpenMetricsParser::from_bytes(
+        b"a 1\na{b=\"\xff\"} 1\n# EOF\n",
+    ));
     assert_eq!((l, c, k), (2, 6, SyntaxError::InvalidUtf8));
     let (l, c, k) = first_error_in(OpenMetricsParser::from_bytes(b"a 1\n# EOF\n\xff"));
     assert_eq!((l, c, k), (3, 1, SyntaxError::DataAfterEof));
@@ -354,10 +358,7 @@ fn invalid_utf8_via_bytes() {
     assert!(matches!(p.next(), Some(Ok(Entry::Sample(_)))));
     assert!(p.next().unwrap().is_err());
     // Valid bytes parse like the string.
-    assert_eq!(
-        OpenMetricsParser::from_bytes(b"a 1\n# EOF\n").count(),
-        2
-    );
+    assert_eq!(OpenMetricsParser::from_bytes(b"a 1\n# EOF\n").count(), 2);
 }
 
 #[test]
@@ -378,7 +379,10 @@ fn error_display() {
         "line 1 column 3: invalid sample value \"tru\": invalid syntax"
     );
     let e = parse_all("a 1").unwrap_err();
-    assert_eq!(e.to_string(), "line 1 column 4: data does not end with # EOF");
+    assert_eq!(
+        e.to_string(),
+        "line 1 column 4: data does not end with # EOF"
+    );
 }
 
 #[test]
@@ -395,7 +399,10 @@ fn errors_with_positions() {
         ("", (1, 1, SyntaxError::MissingEof)),
         ("metric 1", (1, 9, SyntaxError::MissingEof)),
         ("metric 1\n", (2, 1, SyntaxError::MissingEof)),
-        ("metric_total 1 # {aa=\"bb\"} 4", (1, 29, SyntaxError::MissingEof)),
+        (
+            "metric_total 1 # {aa=\"bb\"} 4",
+            (1, 29, SyntaxError::MissingEof),
+        ),
         ("# HELP m text", (1, 14, SyntaxError::MissingEof)),
         ("# EOF\na 1", (2, 1, SyntaxError::DataAfterEof)),
         ("# EOF\n\n", (2, 1, SyntaxError::DataAfterEof)),
@@ -407,18 +414,33 @@ fn errors_with_positions() {
         (" a 1\n# EOF\n", (1, 1, expected(start, Char(' ')))),
         ("9\n# EOF\n", (1, 1, expected(start, Char('9')))),
         ("#", (1, 2, expected("space after '#'", EndOfInput))),
-        ("#\tTYPE c counter\n", (1, 2, expected("space after '#'", Char('\t')))),
+        (
+            "#\tTYPE c counter\n",
+            (1, 2, expected("space after '#'", Char('\t'))),
+        ),
         (
             "#  TYPE c counter\n",
-            (1, 3, expected("HELP, TYPE, UNIT or EOF after '# '", Char(' '))),
+            (
+                1,
+                3,
+                expected("HELP, TYPE, UNIT or EOF after '# '", Char(' ')),
+            ),
         ),
         (
             "# H",
-            (1, 3, expected("HELP, TYPE, UNIT or EOF after '# '", Char('H'))),
+            (
+                1,
+                3,
+                expected("HELP, TYPE, UNIT or EOF after '# '", Char('H')),
+            ),
         ),
         (
             "# some comment\n",
-            (1, 3, expected("HELP, TYPE, UNIT or EOF after '# '", Char('s'))),
+            (
+                1,
+                3,
+                expected("HELP, TYPE, UNIT or EOF after '# '", Char('s')),
+            ),
         ),
         ("# HELPx\n", (1, 7, expected("space after HELP", Char('x')))),
         // Metadata.
@@ -434,20 +456,41 @@ fn errors_with_positions() {
             "# TYPE c  counter\n",
             (1, 10, SyntaxError::InvalidMetricType(" counter".into())),
         ),
-        ("# TYPE \n# EOF\n", (1, 8, expected("metric name", EndOfLine))),
-        ("# HELP \n# EOF\n", (1, 8, expected("metric name", EndOfLine))),
-        ("# UNIT \n# EOF\n", (1, 8, expected("metric name", EndOfLine))),
+        (
+            "# TYPE \n# EOF\n",
+            (1, 8, expected("metric name", EndOfLine)),
+        ),
+        (
+            "# HELP \n# EOF\n",
+            (1, 8, expected("metric name", EndOfLine)),
+        ),
+        (
+            "# UNIT \n# EOF\n",
+            (1, 8, expected("metric name", EndOfLine)),
+        ),
         (
             "# TYPE m\n# EOF\n",
-            (1, 9, expected("space and text after metric name", EndOfLine)),
+            (
+                1,
+                9,
+                expected("space and text after metric name", EndOfLine),
+            ),
         ),
         (
             "# HELP m\n# EOF\n",
-            (1, 9, expected("space and text after metric name", EndOfLine)),
+            (
+                1,
+                9,
+                expected("space and text after metric name", EndOfLine),
+            ),
         ),
         (
             "# TYPE m.x gauge\n",
-            (1, 9, expected("space and text after metric name", Char('.'))),
+            (
+                1,
+                9,
+                expected("space and text after metric name", Char('.')),
+            ),
         ),
         (
             "# HELP \"unterminated\n",
@@ -487,8 +530,14 @@ fn errors_with_positions() {
             ),
         ),
         // Separators.
-        ("a\n# EOF\n", (1, 2, expected("space before value", EndOfLine))),
-        ("a\t1\n# EOF\n", (1, 2, expected("space before value", Char('\t')))),
+        (
+            "a\n# EOF\n",
+            (1, 2, expected("space before value", EndOfLine)),
+        ),
+        (
+            "a\t1\n# EOF\n",
+            (1, 2, expected("space before value", Char('\t'))),
+        ),
         ("a  1\n# EOF\n", (1, 3, expected("sample value", Char(' ')))),
         (
             "a 1\t2\n# EOF\n",
@@ -519,7 +568,10 @@ fn errors_with_positions() {
             ),
         ),
         ("a 1 \n# EOF\n", (1, 5, expected("timestamp", EndOfLine))),
-        ("a 1 #\n# EOF\n", (1, 5, num("timestamp", "#", FloatError::Syntax))),
+        (
+            "a 1 #\n# EOF\n",
+            (1, 5, num("timestamp", "#", FloatError::Syntax)),
+        ),
         (
             "a 1 1z\n# EOF\n",
             (1, 5, num("timestamp", "1z", FloatError::Syntax)),
@@ -561,7 +613,10 @@ fn errors_with_positions() {
             "empty_label_name{=\"\"} 0\n# EOF\n",
             (1, 18, expected("label name or '}'", Char('='))),
         ),
-        ("{A}0\n# EOF\n", (1, 3, expected("'=' after label name", Char('}')))),
+        (
+            "{A}0\n# EOF\n",
+            (1, 3, expected("'=' after label name", Char('}'))),
+        ),
         (
             "{\"a\",\"b = \"c\"}\n# EOF\n",
             (1, 12, expected("'=' after label name", Char('c'))),
@@ -570,11 +625,23 @@ fn errors_with_positions() {
             "{\"a\",b\\nc=\"d\"} 1\n# EOF\n",
             (1, 7, expected("'=' after label name", Char('\\'))),
         ),
-        ("a {b=\"c\"} 1\n# EOF\n", (1, 3, num("sample value", "{b=\"c\"}", FloatError::Syntax))),
-        ("{b=\"c\",} 1\n# EOF\n", (1, 1, SyntaxError::MetricNameNotSet)),
+        (
+            "a {b=\"c\"} 1\n# EOF\n",
+            (1, 3, num("sample value", "{b=\"c\"}", FloatError::Syntax)),
+        ),
+        (
+            "{b=\"c\",} 1\n# EOF\n",
+            (1, 1, SyntaxError::MetricNameNotSet),
+        ),
         ("{} 1\n# EOF\n", (1, 1, SyntaxError::MetricNameNotSet)),
-        ("a{\"b\"} 1\n# EOF\n", (1, 3, SyntaxError::MetricNameAlreadySet)),
-        ("{\"a\",\"b\"} 1\n# EOF\n", (1, 6, SyntaxError::MetricNameAlreadySet)),
+        (
+            "a{\"b\"} 1\n# EOF\n",
+            (1, 3, SyntaxError::MetricNameAlreadySet),
+        ),
+        (
+            "{\"a\",\"b\"} 1\n# EOF\n",
+            (1, 6, SyntaxError::MetricNameAlreadySet),
+        ),
         (
             "a{é=\"x\"} 1\n# EOF\n",
             (1, 3, expected("label name or '}'", Char('é'))),
@@ -586,15 +653,27 @@ fn errors_with_positions() {
         ),
         (
             "foo 1_2\n\n# EOF\n",
-            (1, 5, num("sample value", "1_2", FloatError::UnsupportedChar)),
+            (
+                1,
+                5,
+                num("sample value", "1_2", FloatError::UnsupportedChar),
+            ),
         ),
         (
             "foo 0x1p-3\n\n# EOF\n",
-            (1, 5, num("sample value", "0x1p-3", FloatError::UnsupportedChar)),
+            (
+                1,
+                5,
+                num("sample value", "0x1p-3", FloatError::UnsupportedChar),
+            ),
         ),
         (
             "foo 0x1P-3\n\n# EOF\n",
-            (1, 5, num("sample value", "0x1P-3", FloatError::UnsupportedChar)),
+            (
+                1,
+                5,
+                num("sample value", "0x1P-3", FloatError::UnsupportedChar),
+            ),
         ),
         (
             "foo 1e999\n# EOF\n",
@@ -668,7 +747,11 @@ fn errors_with_positions() {
         ),
         (
             "custom_metric_total 1 # {aa=\"bb\"} 1_2",
-            (1, 35, num("exemplar value", "1_2", FloatError::UnsupportedChar)),
+            (
+                1,
+                35,
+                num("exemplar value", "1_2", FloatError::UnsupportedChar),
+            ),
         ),
         (
             "custom_metric_total 1 # {aa=\"bb\"} true",
@@ -974,7 +1057,10 @@ fn streams_100k_lines() {
         }
     }
     let elapsed = t.elapsed();
-    assert_eq!(samples, text.lines().filter(|l| !l.starts_with('#')).count());
+    assert_eq!(
+        samples,
+        text.lines().filter(|l| !l.starts_with('#')).count()
+    );
     let rate = lines as f64 / elapsed.as_secs_f64();
     eprintln!(
         "parsed {lines} lines ({} bytes) in {elapsed:?}: {rate:.0} lines/s, {:.0} MB/s",

@@ -493,19 +493,28 @@ mod tests {
     fn timestamps() {
         assert_eq!(parse_timestamp_seconds("123.123", "t"), Ok(123123));
         assert_eq!(parse_timestamp_seconds("-1.5", "t"), Ok(-1500));
-        assert_eq!(parse_timestamp_seconds("1520430001", "t"), Ok(1520430001000));
+        assert_eq!(
+            parse_timestamp_seconds("1520430001", "t"),
+            Ok(1520430001000)
+        );
         assert!(parse_timestamp_seconds("NaN", "t").is_err());
         assert!(parse_timestamp_seconds("-Inf", "t").is_err());
     }
 
     #[test]
     fn label_sets() {
-        let (rest, s) = label_set(r#"{a="1",b="x\"y",} 1"#, &LabelSetRules::OM_SERIES, true).unwrap();
+        let (rest, s) =
+            label_set(r#"{a="1",b="x\"y",} 1"#, &LabelSetRules::OM_SERIES, true).unwrap();
         assert_eq!(rest, " 1");
         assert_eq!(s.name, None);
         assert_eq!(s.labels.len(), 2);
         assert_eq!(s.labels[1].1, "x\"y");
-        let (_, s) = label_set(r#"{q="0.9","http.status"}"#, &LabelSetRules::OM_SERIES, false).unwrap();
+        let (_, s) = label_set(
+            r#"{q="0.9","http.status"}"#,
+            &LabelSetRules::OM_SERIES,
+            false,
+        )
+        .unwrap();
         assert_eq!(s.name.as_deref(), Some("http.status"));
         let (_, s) = label_set("{}", &LabelSetRules::OM_SERIES, true).unwrap();
         assert!(s.labels.is_empty());
