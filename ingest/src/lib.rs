@@ -3,4 +3,8 @@
 //! durable remote-write queue. Ingest reaches storage only through
 //! [`strata_tsdb::storage::Appender`].
 
+pub mod error;
 pub mod openmetrics;
+pub mod textparse;
+
+pub use error::Error;
