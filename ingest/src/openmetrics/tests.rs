@@ -818,7 +818,7 @@ fn bare_identifier_in_braces_does_not_panic() {
 
 // ---- Prometheus testdata files ----
 
-const TESTDATA: &str = "/work/shared/prometheus/textparse";
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/prometheus/textparse");
 
 /// Counts computed from the raw lines, independently of the parser.
 #[derive(Debug, PartialEq)]
@@ -900,10 +900,9 @@ fn parser_counts(text: &str) -> Counts {
 
 #[test]
 fn prometheus_testdata_files() {
-    let Ok(dir) = std::fs::read_dir(TESTDATA) else {
-        eprintln!("skipping: {TESTDATA} not present");
-        return;
-    };
+    let dir = std::fs::read_dir(TESTDATA).unwrap_or_else(|e| {
+        panic!("Prometheus's textparse fixtures are required at {TESTDATA} (the shared/ folder beside the repo): {e}")
+    });
     let mut files: Vec<_> = dir
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.to_string_lossy().ends_with(".om.txt"))
@@ -1067,7 +1066,4 @@ fn streams_100k_lines() {
         text.len(),
         text.len() as f64 / elapsed.as_secs_f64() / 1e6
     );
-    if !cfg!(debug_assertions) {
-        assert!(elapsed.as_millis() < 500, "too slow: {elapsed:?}");
-    }
 }
