@@ -125,7 +125,7 @@ impl MemPostings {
 
 /// String interner so every distinct label string is stored once.
 #[derive(Default)]
-struct Interner {
+pub(crate) struct Interner {
     shards: Vec<Mutex<std::collections::HashSet<Arc<str>>>>,
 }
 
@@ -135,7 +135,7 @@ impl Interner {
             shards: (0..64).map(|_| Mutex::default()).collect(),
         }
     }
-    fn intern(&self, s: &str) -> Arc<str> {
+    pub(crate) fn intern(&self, s: &str) -> Arc<str> {
         let h = xxhash_rust::xxh64::xxh64(s.as_bytes(), 0) as usize;
         let mut shard = self.shards[h % self.shards.len()].lock();
         if let Some(a) = shard.get(s) {
@@ -160,7 +160,7 @@ pub struct Head {
     hashes: Vec<RwLock<HashShard>>,
     refs: Vec<RwLock<HashMap<SeriesRef, Arc<MemSeries>>>>,
     pub(crate) postings: RwLock<MemPostings>,
-    interner: Interner,
+    pub(crate) interner: Interner,
     next_ref: AtomicU64,
     min_time: AtomicI64,
     max_time: AtomicI64,
@@ -182,18 +182,16 @@ impl Head {
     /// Opens the head of the data directory `dir`: replays `chunks_head/` and the WAL.
     pub fn open(dir: &Path, opts: HeadOptions) -> Result<Arc<Head>> {
         let cdm = ChunkDiskMapper::open(&dir.join("chunks_head"))?;
-        let head = Self::new(opts, Some(dir.to_path_buf()), None, Some(cdm));
-        replay::replay(&head, dir)?;
-        let wal = Wal::open(&dir.join("wal"), head.opts.wal_segment_size)?;
-        let mut head = head;
-        head.wal = Some(Mutex::new(wal));
+        let mut head = Self::new(opts, Some(dir.to_path_buf()), None, Some(cdm));
+        let wal = replay::replay(&head, dir, false)?;
+        head.wal = wal.map(Mutex::new);
         Ok(Arc::new(head))
     }
 
     /// Rebuilds the head of `dir` in memory from the WAL alone, writing nothing.
     pub fn open_read_only(dir: &Path, opts: HeadOptions) -> Result<Arc<Head>> {
         let head = Self::new(opts, Some(dir.to_path_buf()), None, None);
-        replay::replay(&head, dir)?;
+        replay::replay(&head, dir, true)?;
         Ok(Arc::new(head))
     }
 

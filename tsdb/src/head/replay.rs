@@ -9,11 +9,12 @@ use std::sync::atomic::Ordering;
 use super::appender::apply;
 use super::series::{ChunkData, DoneChunk, Fit};
 use super::Head;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::wal::{Wal, WalReader};
 use crate::wal::record::{self, RecordType, RefSample};
 
 /// Replays `dir/chunks_head` and `dir/wal` into `head`.
-pub(crate) fn replay(head: &Head, dir: &Path) -> Result<()> {
+pub(crate) fn replay(head: &Head, dir: &Path, read_only: bool) -> Result<Option<Wal>> {
     let mut disk: HashMap<u64, Vec<DoneChunk>> = HashMap::new();
     if let Some(cdm) = &head.chunk_disk {
         cdm.lock()
@@ -33,10 +34,13 @@ pub(crate) fn replay(head: &Head, dir: &Path) -> Result<()> {
 
     let mut unknown_refs = 0u64;
     let mut samples: Vec<RefSample> = Vec::new();
+    let mut series: Vec<record::RefSeries> = Vec::new();
     let mut handle = |rec: &[u8]| -> Result<()> {
         match record::record_type(rec) {
-            Some(RecordType::Series) => {
-                for s in record::decode_series(rec)? {
+            RecordType::Series => {
+                series.clear();
+                record::decode_series(rec, &mut series, &mut |s| head.interner.intern(s))?;
+                for s in series.drain(..) {
                     let (ms, created) = head.get_or_create(&s.labels, Some(s.r))?;
                     ms.logged.store(true, Ordering::Release);
                     if created {
@@ -50,7 +54,7 @@ pub(crate) fn replay(head: &Head, dir: &Path) -> Result<()> {
                     }
                 }
             }
-            Some(RecordType::Samples) => {
+            RecordType::Samples => {
                 samples.clear();
                 record::decode_samples(rec, &mut samples)?;
                 for s in &samples {
@@ -74,7 +78,50 @@ pub(crate) fn replay(head: &Head, dir: &Path) -> Result<()> {
         }
         Ok(())
     };
-    crate::wal::replay_dir(&dir.join("wal"), &mut handle)?;
+    let wal_dir = dir.join("wal");
+    // The newest checkpoint first.
+    if let Some((cp, _)) = crate::wal::last_checkpoint(&wal_dir)? {
+        let mut r = WalReader::open(&cp)?;
+        loop {
+            match r.next_record() {
+                Ok(Some(rec)) => handle(rec)?,
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(Error::corrupt(
+                        "WAL checkpoint",
+                        cp.clone(),
+                        e.offset,
+                        e.to_string(),
+                    ))
+                }
+            }
+        }
+    }
+    // Then the segments after it: repaired and replayed by `Wal::open_with_replay` when
+    // writable; read up to the first damage when read-only.
+    let wal = if read_only {
+        if wal_dir.is_dir() {
+            let first = crate::wal::last_checkpoint(&wal_dir)?.map(|(_, i)| i + 1);
+            let mut r = WalReader::open_range(&wal_dir, first, None)?;
+            loop {
+                match r.next_record() {
+                    Ok(Some(rec)) => handle(rec)?,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "WAL damaged; replay stops here (read-only)");
+                        break;
+                    }
+                }
+            }
+        }
+        None
+    } else {
+        Some(Wal::open_with_replay(
+            &wal_dir,
+            head.opts.wal_segment_size,
+            |_, rec| handle(rec),
+        )?)
+    };
     if unknown_refs > 0 {
         tracing::warn!(
             samples = unknown_refs,
@@ -87,5 +134,5 @@ pub(crate) fn replay(head: &Head, dir: &Path) -> Result<()> {
             "chunks_head holds chunks of series absent from the WAL; they are ignored"
         );
     }
-    Ok(())
+    Ok(wal)
 }

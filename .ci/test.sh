@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs the whole test suite. This is the README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+if ((${#need_apt[@]})); then
+  echo "installing: ${need_apt[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+command -v promtool >/dev/null || { echo "promtool is required and could not be installed" >&2; exit 1; }
+
+if [[ ! -d ../shared/prometheus ]]; then
+  echo "../shared/prometheus (Prometheus's test data) must be beside the repository" >&2
+  exit 1
+fi
+
+# One build for everything; tests run in parallel across the 2 cores.
+if command -v cargo-nextest >/dev/null 2>&1 || cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
