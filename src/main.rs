@@ -77,6 +77,10 @@ enum CreateFrom {
         /// Maximum block duration, e.g. 2h (rounded down to Prometheus's block ranges).
         #[arg(long = "max-block-duration", default_value = "2h")]
         max_block_duration: String,
+        /// Chunk-cutting rule: `prometheus3` (default; also caps chunks near 1 KiB) or
+        /// `prometheus2` (byte-identical to promtool 2.x's blocks for any input).
+        #[arg(long = "chunk-cutting", default_value = "prometheus3")]
+        chunk_cutting: String,
         /// Do not print the summary of created blocks.
         #[arg(long)]
         quiet: bool,
@@ -114,12 +118,14 @@ fn main() {
                         input,
                         outdir,
                         max_block_duration,
+                        chunk_cutting,
                         quiet,
                     },
             } => tsdb_cmd::create_blocks_from_openmetrics(
                 &input,
                 &outdir,
                 &max_block_duration,
+                &chunk_cutting,
                 quiet,
             ),
         },

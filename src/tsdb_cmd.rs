@@ -1,7 +1,6 @@
 //! `strata tsdb …`: offline tools over a data directory — `analyze`, `dump` (same output as
 //! `promtool tsdb dump`), and `create-blocks-from openmetrics` (backfill, like promtool's).
 
-use std::collections::BTreeMap;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::Path;
 
@@ -317,8 +316,14 @@ pub fn create_blocks_from_openmetrics(
     input: &Path,
     outdir: &Path,
     max_block_duration: &str,
+    cutting: &str,
     quiet: bool,
 ) -> Result<()> {
+    let cut_policy = match cutting {
+        "prometheus3" => strata_tsdb::chunkenc::CutPolicy::Prometheus3,
+        "prometheus2" => strata_tsdb::chunkenc::CutPolicy::Prometheus2,
+        o => bail!("--chunk-cutting {o:?}: expected prometheus3 or prometheus2"),
+    };
     let text = std::fs::read_to_string(input)
         .with_context(|| format!("reading {}", input.display()))?;
     let block_duration = compatible_block_duration(parse_duration_ms(max_block_duration)?);
@@ -373,6 +378,7 @@ pub fn create_blocks_from_openmetrics(
         // the window is appendable; chunks are cut exactly as promtool cuts them.
         let head = Head::in_memory(HeadOptions {
             chunk_range: 2 * block_duration,
+            cut_policy,
             ..Default::default()
         });
         let mut app = head.appender();

@@ -79,6 +79,14 @@ fn decode_into(bytes: Arc<[u8]>, out: &mut Vec<(i64, f64)>) -> Result<()> {
     Ok(())
 }
 
+/// The sample count in a chunk's 2-byte header.
+fn chunk_num_samples(data: &[u8]) -> u64 {
+    match data {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]) as u64,
+        _ => 0,
+    }
+}
+
 /// Merges samples sorted per source into one time-ordered list; on equal timestamps the
 /// earlier source wins (identical samples collapse into one).
 fn merge_samples(mut parts: Vec<Vec<(i64, f64)>>) -> Vec<(i64, f64)> {
@@ -114,7 +122,7 @@ pub fn write_head_block(
                 if c.mint >= mint && c.maxt < maxt {
                     let data: Arc<[u8]> = match &c.data {
                         ChunkData::Mem(b) => b.clone(),
-                        ChunkData::Disk(r) => Arc::from(head.read_disk_chunk(*r)?),
+                        ChunkData::Disk(r) => Arc::from(&*head.read_disk_chunk(*r)?),
                     };
                     chunks.push(ChunkToWrite {
                         mint: c.mint,
@@ -127,7 +135,7 @@ pub fn write_head_block(
                     // A chunk straddling the boundary: keep only the samples inside.
                     let data: Arc<[u8]> = match &c.data {
                         ChunkData::Mem(b) => b.clone(),
-                        ChunkData::Disk(r) => Arc::from(head.read_disk_chunk(*r)?),
+                        ChunkData::Disk(r) => Arc::from(&*head.read_disk_chunk(*r)?),
                     };
                     let mut v = Vec::new();
                     decode_into(data, &mut v)?;
@@ -305,7 +313,7 @@ fn merge_series_chunks(
                 mint: m.min_time,
                 maxt: m.max_time,
                 encoding: enc,
-                num_samples: crate::chunkenc::num_samples(&data) as u64,
+                num_samples: chunk_num_samples(&data),
                 data,
             });
         }

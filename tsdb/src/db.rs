@@ -222,7 +222,7 @@ impl Db {
                 return Ok(());
             }
             let mint = hmin;
-            let maxt = crate::head::series::range_for_timestamp(mint, range);
+            let maxt = crate::chunkenc::range_for_timestamp(mint, range);
             // The appenders may no longer write before maxt.
             self.head.set_min_valid_time(maxt);
             if let Some(meta) = compact::write_head_block(&self.dir, &self.head, mint, maxt)? {
@@ -322,7 +322,7 @@ impl Db {
             w.lock().close()?;
         }
         if let Some(c) = &self.head.chunk_disk {
-            c.lock().close()?;
+            c.close()?;
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 
+use crate::chunkenc::{ChunkCutter, CutPolicy};
 use crate::error::{Error, Result};
 use crate::head_chunks::ChunkDiskMapper;
 use crate::labels::{Label, Labels};
@@ -51,6 +52,9 @@ pub struct HeadOptions {
     pub wal_segment_size: usize,
     /// Snappy-compress WAL records.
     pub wal_compression: bool,
+    /// Which Prometheus version's chunk-cutting rule to follow (default: Prometheus 3, which
+    /// also caps chunks at about 1 KiB).
+    pub cut_policy: CutPolicy,
 }
 
 impl Default for HeadOptions {
@@ -61,6 +65,7 @@ impl Default for HeadOptions {
             samples_per_chunk: 120,
             wal_segment_size: crate::wal::DEFAULT_SEGMENT_SIZE,
             wal_compression: true,
+            cut_policy: CutPolicy::Prometheus3,
         }
     }
 }
@@ -156,6 +161,7 @@ impl Interner {
 /// The head block.
 pub struct Head {
     pub(crate) opts: HeadOptions,
+    pub(crate) cutter: ChunkCutter,
     dir: Option<PathBuf>,
     hashes: Vec<RwLock<HashShard>>,
     refs: Vec<RwLock<HashMap<SeriesRef, Arc<MemSeries>>>>,
@@ -167,7 +173,7 @@ pub struct Head {
     /// Samples before this time are out of bounds (already persisted in blocks).
     min_valid_time: AtomicI64,
     pub(crate) wal: Option<Mutex<Wal>>,
-    pub(crate) chunk_disk: Option<Mutex<ChunkDiskMapper>>,
+    pub(crate) chunk_disk: Option<ChunkDiskMapper>,
     pub stats: HeadStats,
     /// Serialises truncation against itself.
     truncate_lock: Mutex<()>,
@@ -201,8 +207,11 @@ impl Head {
         wal: Option<Wal>,
         cdm: Option<ChunkDiskMapper>,
     ) -> Self {
+        let mut cutter = ChunkCutter::new(opts.chunk_range, opts.cut_policy);
+        cutter.samples_per_chunk = opts.samples_per_chunk;
         Self {
             opts,
+            cutter,
             dir,
             hashes: (0..SHARDS).map(|_| RwLock::default()).collect(),
             refs: (0..SHARDS).map(|_| RwLock::default()).collect(),
@@ -213,7 +222,7 @@ impl Head {
             max_time: AtomicI64::new(i64::MIN),
             min_valid_time: AtomicI64::new(i64::MIN),
             wal: wal.map(Mutex::new),
-            chunk_disk: cdm.map(Mutex::new),
+            chunk_disk: cdm,
             stats: HeadStats::default(),
             truncate_lock: Mutex::new(()),
         }
@@ -388,9 +397,9 @@ impl Head {
     }
 
     /// Reads the bytes of a chunk that was written to `chunks_head/`.
-    pub(crate) fn read_disk_chunk(&self, r: u64) -> Result<Vec<u8>> {
+    pub(crate) fn read_disk_chunk(&self, r: u64) -> Result<crate::chunks::MmapBytes> {
         match &self.chunk_disk {
-            Some(cdm) => cdm.lock().chunk_bytes(r),
+            Some(cdm) => cdm.chunk(r).map(|(_, _, b)| b),
             None => Err(Error::Invalid(format!(
                 "head chunk {r} requested but the head has no chunk files"
             ))),
@@ -417,7 +426,7 @@ impl Head {
         }
         self.interner.gc();
         if let Some(cdm) = &self.chunk_disk {
-            cdm.lock().truncate_before(mint)?;
+            cdm.truncate_before(mint)?;
         }
         if let Some(wal) = &self.wal {
             // Checkpoint every segment but the newest, then drop them.

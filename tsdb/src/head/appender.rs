@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::series::{ChunkData, Fit, MemSeries, OpenChunk, HEAD_ENCODING};
+use super::series::{ChunkData, Fit, HeadChunk, MemSeries, HEAD_ENCODING};
 use super::Head;
 use crate::error::{Error, Result};
 use crate::labels::Labels;
@@ -206,11 +206,11 @@ pub(crate) fn apply(head: &Head, s: &MemSeries, t: i64, v: f64, ooo: bool) -> Re
             }
         };
     }
-    let mut flush = |o: &OpenChunk| -> Result<ChunkData> {
+    let mut flush = |o: &HeadChunk| -> Result<ChunkData> {
         head.stats.chunks_created.fetch_add(1, Ordering::Relaxed);
         match &head.chunk_disk {
             Some(cdm) => {
-                let r = cdm.lock().write_chunk(
+                let r = cdm.write_chunk(
                     s.r,
                     o.mint,
                     o.maxt,
@@ -222,13 +222,7 @@ pub(crate) fn apply(head: &Head, s: &MemSeries, t: i64, v: f64, ooo: bool) -> Re
             None => Ok(ChunkData::Mem(Arc::from(o.chunk.bytes()))),
         }
     };
-    let ok = d.append(
-        t,
-        v,
-        head.opts.chunk_range,
-        head.opts.samples_per_chunk,
-        &mut flush,
-    )?;
+    let ok = d.append(t, v, &head.cutter, &mut flush)?;
     if !ok {
         head.stats
             .out_of_order_samples

@@ -166,7 +166,7 @@ impl Series for HeadSeries {
                 Box::new(move |i| {
                     let bytes: Arc<[u8]> = match &srcs[i] {
                         Src::Mem(b) => b.clone(),
-                        Src::Disk(r) => Arc::from(head.read_disk_chunk(*r)?),
+                        Src::Disk(r) => Arc::from(&*head.read_disk_chunk(*r)?),
                     };
                     Ok(Box::new(XorIterator::new(bytes)) as Box<dyn SampleIterator>)
                 }),

@@ -17,16 +17,17 @@ use crate::wal::record::{self, RecordType, RefSample};
 pub(crate) fn replay(head: &Head, dir: &Path, read_only: bool) -> Result<Option<Wal>> {
     let mut disk: HashMap<u64, Vec<DoneChunk>> = HashMap::new();
     if let Some(cdm) = &head.chunk_disk {
-        cdm.lock()
-            .iterate_all(&mut |series_ref, chunk_ref, mint, maxt, num_samples| {
-                disk.entry(series_ref).or_default().push(DoneChunk {
-                    mint,
-                    maxt,
-                    num_samples,
-                    data: ChunkData::Disk(chunk_ref),
+        cdm.iterate_all(|m| {
+            if !m.ooo {
+                disk.entry(m.series_ref).or_default().push(DoneChunk {
+                    mint: m.mint,
+                    maxt: m.maxt,
+                    num_samples: m.num_samples,
+                    data: ChunkData::Disk(m.chunk_ref),
                 });
-                Ok(())
-            })?;
+            }
+            Ok(())
+        })?;
     }
     for v in disk.values_mut() {
         v.sort_by_key(|c| c.mint);

@@ -7,13 +7,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::chunkenc::{Encoding, XorChunk};
+use crate::chunkenc::{ChunkCutter, Encoding, OpenChunk as CutState, XorChunk};
 use crate::error::{Error, Result};
 use crate::labels::Labels;
 use crate::storage::SeriesRef;
-
-/// Prometheus cuts a chunk once its XOR bytes exceed this before an append (1024 - 19).
-pub const MAX_BYTES_PER_XOR_CHUNK_BEFORE_APPEND: usize = 1024 - 19;
 
 /// Where a completed chunk's bytes are.
 #[derive(Clone, Debug)]
@@ -34,7 +31,7 @@ pub struct DoneChunk {
 }
 
 /// The chunk currently appended to.
-pub(crate) struct OpenChunk {
+pub(crate) struct HeadChunk {
     pub(crate) chunk: XorChunk,
     pub(crate) mint: i64,
     pub(crate) maxt: i64,
@@ -42,7 +39,7 @@ pub(crate) struct OpenChunk {
 
 pub(crate) struct SeriesData {
     pub(crate) done: Vec<DoneChunk>,
-    pub(crate) open: Option<OpenChunk>,
+    pub(crate) open: Option<HeadChunk>,
     next_at: i64,
     last_value_bits: u64,
     /// Out-of-order samples (within the OOO window), sorted by time, unique timestamps.
@@ -71,23 +68,6 @@ impl std::fmt::Debug for MemSeries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MemSeries({} {})", self.r, self.labels)
     }
-}
-
-/// Start of the next range of width `width` after `t`.
-#[inline]
-pub fn range_for_timestamp(t: i64, width: i64) -> i64 {
-    t.div_euclid(width) * width + width
-}
-
-/// Predicts the end time of a chunk that is `1/ratio` full so that the remaining chunks up to
-/// `max_t` are evenly sized (Prometheus's `computeChunkEndTime`).
-#[inline]
-pub fn compute_chunk_end_time(start: i64, cur: i64, max_t: i64, ratio: f64) -> i64 {
-    let n = (max_t - start) as f64 / ((cur - start + 1) as f64 * ratio);
-    if n <= 1.0 {
-        return max_t;
-    }
-    (start as f64 + (max_t - start) as f64 / n.floor()) as i64
 }
 
 impl MemSeries {
@@ -194,76 +174,41 @@ impl SeriesData {
         &mut self,
         t: i64,
         v: f64,
-        chunk_range: i64,
-        samples_per_chunk: usize,
-        flush: &mut dyn FnMut(&OpenChunk) -> Result<ChunkData>,
+        cutter: &ChunkCutter,
+        flush: &mut dyn FnMut(&HeadChunk) -> Result<ChunkData>,
     ) -> Result<bool> {
-        let mut created = false;
-        if self.open.is_none() {
-            if self.done.last().is_some_and(|c| c.maxt >= t) {
-                return Ok(false);
-            }
-            self.cut(t, chunk_range, flush)?;
-            created = true;
-        }
-        let (maxt, nbytes, n, mint) = {
-            let o = self.open.as_ref().ok_or(Error::Closed)?;
-            (o.maxt, o.chunk.bytes().len(), o.chunk.num_samples(), o.mint)
-        };
-        if !created && maxt >= t {
+        if self.max_time().is_some_and(|m| m >= t) {
             return Ok(false);
         }
-        let mut cut = false;
-        if !created && nbytes > MAX_BYTES_PER_XOR_CHUNK_BEFORE_APPEND {
-            self.cut(t, chunk_range, flush)?;
-            cut = true;
-        }
-        if !cut {
-            if n == 0 {
-                self.next_at = range_for_timestamp(t, chunk_range);
+        let state = self.open.as_ref().map(|o| CutState {
+            min_time: o.mint,
+            max_time: o.maxt,
+            num_samples: o.chunk.num_samples(),
+            byte_len: o.chunk.bytes().len(),
+        });
+        if cutter.cut(&mut self.next_at, state.as_ref(), t) {
+            if let Some(o) = self.open.take() {
+                if o.chunk.num_samples() > 0 {
+                    let data = flush(&o)?;
+                    self.done.push(DoneChunk {
+                        mint: o.mint,
+                        maxt: o.maxt,
+                        num_samples: o.chunk.num_samples() as u16,
+                        data,
+                    });
+                }
             }
-            if n == samples_per_chunk / 4 {
-                self.next_at = compute_chunk_end_time(mint, maxt, self.next_at, 4.0);
-            }
-            if t >= self.next_at || n >= samples_per_chunk * 2 {
-                self.cut(t, chunk_range, flush)?;
-            }
+            self.open = Some(HeadChunk {
+                chunk: XorChunk::new(),
+                mint: t,
+                maxt: t,
+            });
         }
         let o = self.open.as_mut().ok_or(Error::Closed)?;
-        o.chunk.append(t, v);
-        if o.chunk.num_samples() == 1 {
-            o.mint = t;
-        }
+        o.chunk.append(t, v)?;
         o.maxt = t;
         self.last_value_bits = v.to_bits();
         Ok(true)
-    }
-
-    /// Completes the open chunk (if any) and opens a new one starting at `t`.
-    fn cut(
-        &mut self,
-        t: i64,
-        chunk_range: i64,
-        flush: &mut dyn FnMut(&OpenChunk) -> Result<ChunkData>,
-    ) -> Result<()> {
-        if let Some(o) = self.open.take() {
-            if o.chunk.num_samples() > 0 {
-                let data = flush(&o)?;
-                self.done.push(DoneChunk {
-                    mint: o.mint,
-                    maxt: o.maxt,
-                    num_samples: o.chunk.num_samples() as u16,
-                    data,
-                });
-            }
-        }
-        self.open = Some(OpenChunk {
-            chunk: XorChunk::new(),
-            mint: t,
-            maxt: i64::MIN,
-        });
-        self.next_at = range_for_timestamp(t, chunk_range);
-        Ok(())
     }
 
     /// Inserts an out-of-order sample; an existing sample at `t` with another value is an error.
@@ -295,16 +240,7 @@ pub(crate) const HEAD_ENCODING: Encoding = Encoding::Xor;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunk_end_time_prediction() {
-        // 30 samples over 30*15s from 0 with a 2h range: ~120 samples per chunk, 4 chunks.
-        let end = compute_chunk_end_time(0, 29 * 15_000, 7_200_000, 4.0);
-        assert_eq!(end, 7_200_000 / 4);
-        assert_eq!(compute_chunk_end_time(0, 7_000_000, 7_200_000, 4.0), 7_200_000);
-        assert_eq!(range_for_timestamp(7_200_001, 7_200_000), 14_400_000);
-        assert_eq!(range_for_timestamp(-1, 7_200_000), 0);
-    }
+    use crate::chunkenc::CutPolicy;
 
     #[test]
     fn cuts_like_prometheus() {
@@ -315,22 +251,21 @@ mod tests {
             last_value_bits: 0,
             ooo: vec![],
         };
+        let cutter = ChunkCutter::new(7_200_000, CutPolicy::Prometheus3);
         let mut flush =
-            |o: &OpenChunk| -> Result<ChunkData> { Ok(ChunkData::Mem(Arc::from(o.chunk.bytes()))) };
+            |o: &HeadChunk| -> Result<ChunkData> { Ok(ChunkData::Mem(Arc::from(o.chunk.bytes()))) };
         // 15s interval over 2h: 480 samples → 4 chunks of 120.
         for i in 0..480 {
-            assert!(d
-                .append(i * 15_000, i as f64, 7_200_000, 120, &mut flush)
-                .unwrap());
+            assert!(d.append(i * 15_000, i as f64, &cutter, &mut flush).unwrap());
         }
         let sizes: Vec<u16> = d.done.iter().map(|c| c.num_samples).collect();
         assert_eq!(sizes, [120, 120, 120]);
         assert_eq!(d.open.as_ref().unwrap().chunk.num_samples(), 120);
         // The next sample crosses the 2h boundary: new chunk.
-        d.append(480 * 15_000, 0.0, 7_200_000, 120, &mut flush)
-            .unwrap();
+        d.append(480 * 15_000, 0.0, &cutter, &mut flush).unwrap();
         assert_eq!(d.done.len(), 4);
-        assert!(!d.append(480 * 15_000, 1.0, 7_200_000, 120, &mut flush).unwrap());
+        assert!(!d.append(480 * 15_000, 1.0, &cutter, &mut flush).unwrap());
+        assert!(!d.append(10, 1.0, &cutter, &mut flush).unwrap());
     }
 }
 
