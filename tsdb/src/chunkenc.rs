@@ -131,7 +131,7 @@ fn write_bits(b: &mut Vec<u8>, count: &mut u8, u: u64, nbits: u32) {
     }
     // 2.42's writeByte from a byte boundary leaves an empty byte with 8 free bits; writeBits
     // ends in that state when it wrote whole bytes only, starting from a boundary.
-    if nbits % 8 == 0 && (c0 == 0 || c0 == 8) && *count == 0 {
+    if nbits & 7 == 0 && (c0 == 0 || c0 == 8) && *count == 0 {
         b.push(0);
         *count = 8;
     }
@@ -408,7 +408,14 @@ fn put_varint_arr(buf: &mut [u8; 10], v: i64) -> usize {
 }
 
 #[inline]
-fn xor_write(b: &mut Vec<u8>, count: &mut u8, new: u64, cur: u64, leading: &mut u8, trailing: &mut u8) {
+fn xor_write(
+    b: &mut Vec<u8>,
+    count: &mut u8,
+    new: u64,
+    cur: u64,
+    leading: &mut u8,
+    trailing: &mut u8,
+) {
     let delta = new ^ cur;
     if delta == 0 {
         write_bit(b, count, false);
@@ -602,7 +609,6 @@ impl<B: AsRef<[u8]> + Send> XorIterator<B> {
             Err(e) => self.fail(e),
         }
     }
-
 }
 
 /// The decoder's per-sample state.
@@ -925,7 +931,8 @@ impl ChunkCutter {
             }
             Some(c) => c,
         };
-        if self.policy == CutPolicy::Prometheus3 && c.byte_len > MAX_BYTES_PER_XOR_CHUNK_BEFORE_APPEND
+        if self.policy == CutPolicy::Prometheus3
+            && c.byte_len > MAX_BYTES_PER_XOR_CHUNK_BEFORE_APPEND
         {
             *next_at = range_for_timestamp(t, self.chunk_range);
             return true;
@@ -935,7 +942,9 @@ impl ChunkCutter {
         }
         if c.num_samples == self.samples_per_chunk / 4 {
             *next_at = match self.policy {
-                CutPolicy::Prometheus2 => compute_chunk_end_time_v2(c.min_time, c.max_time, *next_at),
+                CutPolicy::Prometheus2 => {
+                    compute_chunk_end_time_v2(c.min_time, c.max_time, *next_at)
+                }
                 CutPolicy::Prometheus3 => {
                     compute_chunk_end_time_v3(c.min_time, c.max_time, *next_at, 4.0)
                 }

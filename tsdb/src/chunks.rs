@@ -78,7 +78,8 @@ pub fn sequence_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 /// fsyncs a directory so that created/renamed/removed entries are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     let f = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
-    f.sync_all().map_err(|e| Error::io("fsync directory", dir, e))
+    f.sync_all()
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// Maps a whole file read-only. Empty files give an empty map without calling mmap.
@@ -266,7 +267,8 @@ impl ChunkWriter {
         let mut hdr = [0u8; SEGMENT_HEADER_SIZE];
         hdr[..4].copy_from_slice(&MAGIC_CHUNKS.to_be_bytes());
         hdr[4] = CHUNKS_FORMAT_V1;
-        w.write_all(&hdr).map_err(|e| Error::io("write", &path, e))?;
+        w.write_all(&hdr)
+            .map_err(|e| Error::io("write", &path, e))?;
         sync_dir(&self.dir)?;
         self.cur = Some((idx, path, w));
         self.segments += 1;
@@ -324,7 +326,10 @@ impl ChunkReader {
                     "chunk segment header",
                     &path,
                     0,
-                    format!("file of {} bytes is shorter than the 8-byte header", map.len()),
+                    format!(
+                        "file of {} bytes is shorter than the 8-byte header",
+                        map.len()
+                    ),
                 ));
             }
             let magic = u32::from_be_bytes([map[0], map[1], map[2], map[3]]);
@@ -387,8 +392,9 @@ impl ChunkReader {
     /// Like [`ChunkReader::chunk`] but returns an owning handle that keeps the map alive.
     pub fn chunk_bytes(&self, r: ChunkRef) -> Result<(Encoding, MmapBytes)> {
         let (seg, enc, start, end) = self.locate(r)?;
-        let b = MmapBytes::new(seg.map.clone(), start, end)
-            .ok_or_else(|| Error::corrupt("chunk", &seg.path, start as u64, "range outside file"))?;
+        let b = MmapBytes::new(seg.map.clone(), start, end).ok_or_else(|| {
+            Error::corrupt("chunk", &seg.path, start as u64, "range outside file")
+        })?;
         Ok((enc, b))
     }
 
@@ -444,7 +450,12 @@ fn parse_chunk(b: &[u8], off: usize, path: &Path) -> Result<(Encoding, usize, us
                 data_end.saturating_add(4)
             ))
         })?;
-    let want = u32::from_be_bytes([b[data_end], b[data_end + 1], b[data_end + 2], b[data_end + 3]]);
+    let want = u32::from_be_bytes([
+        b[data_end],
+        b[data_end + 1],
+        b[data_end + 2],
+        b[data_end + 3],
+    ]);
     let got = crc32(&b[enc_at..data_end]);
     if got != want {
         return Err(corrupt(format!(
@@ -474,9 +485,7 @@ impl<'a> Iterator for SegmentChunks<'a> {
         let off = self.off;
         let r = u32::try_from(off)
             .map_err(|_| Error::corrupt("chunk", &self.seg.path, off as u64, "offset beyond 4 GiB"))
-            .and_then(|o| {
-                parse_chunk(&self.seg.map, off, &self.seg.path).map(|p| (o, p))
-            });
+            .and_then(|o| parse_chunk(&self.seg.map, off, &self.seg.path).map(|p| (o, p)));
         match r {
             Ok((o, (encoding, start, end, chunk_end))) => {
                 self.off = chunk_end;

@@ -279,7 +279,8 @@ impl ChunkDiskMapper {
         let mut hdr = [0u8; HEAD_CHUNK_FILE_HEADER_SIZE];
         hdr[..4].copy_from_slice(&MAGIC_HEAD_CHUNKS.to_be_bytes());
         hdr[4] = HEAD_CHUNKS_FORMAT_V1;
-        f.write_all(&hdr).map_err(|e| Error::io("write", &path, e))?;
+        f.write_all(&hdr)
+            .map_err(|e| Error::io("write", &path, e))?;
         sync_dir(&self.dir)?;
         {
             let mut files = self.files.write();
@@ -362,7 +363,10 @@ impl ChunkDiskMapper {
             None => Err(corrupt(
                 &entry.path,
                 off as u64,
-                format!("chunk record extends beyond the end of the {}-byte file", map.len()),
+                format!(
+                    "chunk record extends beyond the end of the {}-byte file",
+                    map.len()
+                ),
             )),
         }
     }
@@ -382,7 +386,9 @@ impl ChunkDiskMapper {
         for &seq in &seqs {
             let (path, map) = {
                 let mut files = self.files.write();
-                let Some(entry) = files.get_mut(&seq) else { continue };
+                let Some(entry) = files.get_mut(&seq) else {
+                    continue;
+                };
                 if w.file.is_some() && seq == w.seq {
                     // Chunks written by this process; nothing to replay.
                     continue;
@@ -426,7 +432,8 @@ impl ChunkDiskMapper {
                         off = rec.end;
                     }
                     Ok(None) => {
-                        corrupt_at = Some((seq, off, "torn chunk record at the end of the file".into()));
+                        corrupt_at =
+                            Some((seq, off, "torn chunk record at the end of the file".into()));
                         break;
                     }
                     Err(e) => {
@@ -457,7 +464,9 @@ impl ChunkDiskMapper {
                 "head chunk file {seq} is corrupt at offset {off} ({why}) but later files are being written"
             )));
         }
-        let Some(entry) = files.get_mut(&seq) else { return Ok(()) };
+        let Some(entry) = files.get_mut(&seq) else {
+            return Ok(());
+        };
         tracing::warn!(
             file = %entry.path.display(),
             offset = off,
@@ -471,7 +480,8 @@ impl ChunkDiskMapper {
             .map_err(|e| Error::io("open", &entry.path, e))?;
         f.set_len(off as u64)
             .map_err(|e| Error::io("truncate", &entry.path, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &entry.path, e))?;
+        f.sync_all()
+            .map_err(|e| Error::io("fsync", &entry.path, e))?;
         entry.map = Some(map_file(&entry.path)?);
         for s in later {
             if let Some(e) = files.remove(&s) {
@@ -556,7 +566,10 @@ fn check_header(map: &[u8], path: &Path) -> Result<()> {
         return Err(corrupt(
             path,
             0,
-            format!("file of {} bytes is shorter than the 8-byte header", map.len()),
+            format!(
+                "file of {} bytes is shorter than the 8-byte header",
+                map.len()
+            ),
         ));
     }
     let magic = u32::from_be_bytes([map[0], map[1], map[2], map[3]]);
@@ -564,7 +577,11 @@ fn check_header(map: &[u8], path: &Path) -> Result<()> {
         return Err(corrupt(path, 0, format!("invalid magic number {magic:#x}")));
     }
     if map[4] != HEAD_CHUNKS_FORMAT_V1 {
-        return Err(corrupt(path, 4, format!("invalid format version {}", map[4])));
+        return Err(corrupt(
+            path,
+            4,
+            format!("invalid format version {}", map[4]),
+        ));
     }
     Ok(())
 }
@@ -580,7 +597,12 @@ struct Record {
 }
 
 impl Record {
-    fn into_chunk(self, map: &Arc<Mmap>, path: &Path, off: u32) -> Result<(Encoding, bool, MmapBytes)> {
+    fn into_chunk(
+        self,
+        map: &Arc<Mmap>,
+        path: &Path,
+        off: u32,
+    ) -> Result<(Encoding, bool, MmapBytes)> {
         let b = MmapBytes::new(map.clone(), self.data.0, self.data.1)
             .ok_or_else(|| corrupt(path, off as u64, "chunk data outside the file"))?;
         Ok((self.encoding, self.ooo, b))
@@ -591,7 +613,11 @@ impl Record {
 /// mapped); errors for malformed or CRC-failing records.
 fn parse_record(b: &[u8], off: usize, path: &Path) -> Result<Option<Record>> {
     if off < HEAD_CHUNK_FILE_HEADER_SIZE {
-        return Err(corrupt(path, off as u64, "chunk offset inside the file header"));
+        return Err(corrupt(
+            path,
+            off as u64,
+            "chunk offset inside the file header",
+        ));
     }
     if off >= b.len() || b.len() - off < FIXED_META_SIZE + 1 {
         return Ok(None);
@@ -613,16 +639,32 @@ fn parse_record(b: &[u8], off: usize, path: &Path) -> Result<Option<Record>> {
         None => return Err(corrupt(path, off as u64, "invalid chunk length varint")),
     };
     let data_start = off + 25 + n;
-    let Some(data_end) = usize::try_from(len).ok().and_then(|l| data_start.checked_add(l)) else {
-        return Err(corrupt(path, off as u64, format!("chunk length {len} too large")));
+    let Some(data_end) = usize::try_from(len)
+        .ok()
+        .and_then(|l| data_start.checked_add(l))
+    else {
+        return Err(corrupt(
+            path,
+            off as u64,
+            format!("chunk length {len} too large"),
+        ));
     };
     let Some(end) = data_end.checked_add(4) else {
-        return Err(corrupt(path, off as u64, format!("chunk length {len} too large")));
+        return Err(corrupt(
+            path,
+            off as u64,
+            format!("chunk length {len} too large"),
+        ));
     };
     if end > b.len() {
         return Ok(None);
     }
-    let want = u32::from_be_bytes([b[data_end], b[data_end + 1], b[data_end + 2], b[data_end + 3]]);
+    let want = u32::from_be_bytes([
+        b[data_end],
+        b[data_end + 1],
+        b[data_end + 2],
+        b[data_end + 3],
+    ]);
     let got = crc32(&b[off..data_end]);
     if want != got {
         return Err(corrupt(

@@ -191,7 +191,10 @@ fn expected_chunks(series: &[Series]) -> (Vec<Vec<u8>>, usize) {
         total += samples.len();
         let mut windows: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
         for s in samples {
-            windows.entry(s.0.div_euclid(BLOCK_DURATION)).or_default().push(s);
+            windows
+                .entry(s.0.div_euclid(BLOCK_DURATION))
+                .or_default()
+                .push(s);
         }
         for w in windows.values() {
             for (_, _, c) in cutter.chunk_samples(w).unwrap() {
@@ -267,11 +270,17 @@ fn promtool_blocks_are_byte_identical() {
             }
         }
     }
-    assert!(nblocks >= 3, "expected ~5h of data to span at least 3 blocks, got {nblocks}");
+    assert!(
+        nblocks >= 3,
+        "expected ~5h of data to span at least 3 blocks, got {nblocks}"
+    );
     got.sort();
     // The data exercises big chunks (no size cut in 2.42) and short chunks.
     assert!(got.iter().any(|c| c.len() > 1024), "no chunk over 1 KiB");
-    let counts: Vec<usize> = got.iter().map(|c| u16::from_be_bytes([c[0], c[1]]) as usize).collect();
+    let counts: Vec<usize> = got
+        .iter()
+        .map(|c| u16::from_be_bytes([c[0], c[1]]) as usize)
+        .collect();
     assert!(counts.iter().any(|&n| n < 30), "no short chunk");
     // Chunks that still decode without their last byte end in 2.42's empty trailing byte.
     let trailing = got
@@ -282,7 +291,10 @@ fn promtool_blocks_are_byte_identical() {
             it.err().is_none()
         })
         .count();
-    assert!(trailing >= 1, "no chunk exercises 2.42's trailing empty byte");
+    assert!(
+        trailing >= 1,
+        "no chunk exercises 2.42's trailing empty byte"
+    );
     eprintln!(
         "{trailing} chunks with 2.42's trailing byte; {nblocks} blocks, {} chunks, {total_samples} samples, sizes {}..{} bytes",
         got.len(),

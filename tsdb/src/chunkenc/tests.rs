@@ -35,9 +35,14 @@ fn encoding_ids() {
         assert_eq!(check_encoding(id).unwrap().as_u8(), id);
     }
     assert!(matches!(check_encoding(4), Err(Error::UnknownEncoding(4))));
-    assert!(matches!(check_encoding(0x81), Err(Error::UnknownEncoding(0x81))));
+    assert!(matches!(
+        check_encoding(0x81),
+        Err(Error::UnknownEncoding(0x81))
+    ));
     assert!(require_decodable(Encoding::Xor).is_ok());
-    let e = require_decodable(Encoding::Histogram).unwrap_err().to_string();
+    let e = require_decodable(Encoding::Histogram)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not supported"), "{e}");
 }
 
@@ -169,7 +174,10 @@ fn corrupt_chunks_error_without_panicking() {
             n += 1;
         }
         assert!(n < 120);
-        assert!(it.err().is_some(), "truncated at {cut} must report an error");
+        assert!(
+            it.err().is_some(),
+            "truncated at {cut} must report an error"
+        );
     }
     // Header claims more samples than there are.
     let mut b = full.clone();
@@ -234,7 +242,9 @@ fn cutter_v3_byte_limit() {
     assert_eq!(b.len(), 1);
     assert!(b[0].2.bytes().len() > MAX_BYTES_PER_XOR_CHUNK_BEFORE_APPEND);
     assert!(a.len() > b.len());
-    assert!(a.iter().all(|c| c.2.bytes().len() <= MAX_BYTES_PER_XOR_CHUNK));
+    assert!(a
+        .iter()
+        .all(|c| c.2.bytes().len() <= MAX_BYTES_PER_XOR_CHUNK));
 }
 
 #[test]
@@ -243,7 +253,10 @@ fn end_time_prediction() {
     assert_eq!(range_for_timestamp(7_200_000, 7_200_000), 14_400_000);
     assert_eq!(range_for_timestamp(-1, 10), 10);
     assert_eq!(compute_chunk_end_time_v2(0, 435_000, 7_200_000), 1_800_000);
-    assert_eq!(compute_chunk_end_time_v3(0, 435_000, 7_200_000, 4.0), 1_800_000);
+    assert_eq!(
+        compute_chunk_end_time_v3(0, 435_000, 7_200_000, 4.0),
+        1_800_000
+    );
     // Ratios between 1 and 2: both versions give max.
     assert_eq!(compute_chunk_end_time_v2(0, 999, 6000), 6000);
     assert_eq!(compute_chunk_end_time_v3(0, 999, 6000, 4.0), 6000);

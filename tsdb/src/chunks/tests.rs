@@ -3,7 +3,9 @@ use crate::chunkenc::{encode_xor, XorChunk};
 use crate::storage::SampleIterator;
 
 fn chunk(n: usize, base: i64) -> XorChunk {
-    let s: Vec<(i64, f64)> = (0..n as i64).map(|i| (base + i * 15_000, i as f64 * 1.5)).collect();
+    let s: Vec<(i64, f64)> = (0..n as i64)
+        .map(|i| (base + i * 15_000, i as f64 * 1.5))
+        .collect();
     encode_xor(&s).unwrap()
 }
 
@@ -14,9 +16,14 @@ fn write_then_read_back() {
     let c1 = chunk(120, 0);
     let c2 = chunk(7, 1_000_000);
     let r1 = w.write_chunk(Encoding::Xor, c1.bytes()).unwrap();
-    let refs = w.write_chunks(&[(Encoding::Xor, c2.bytes()), (Encoding::Xor, c1.bytes())]).unwrap();
+    let refs = w
+        .write_chunks(&[(Encoding::Xor, c2.bytes()), (Encoding::Xor, c1.bytes())])
+        .unwrap();
     w.close().unwrap();
-    assert_eq!(r1, 8, "first chunk right after the header of segment index 0");
+    assert_eq!(
+        r1, 8,
+        "first chunk right after the header of segment index 0"
+    );
     assert_eq!(refs[0], 8 + 2 + 1 + c1.bytes().len() as u64 + 4);
 
     let raw = std::fs::read(dir.path().join("000001")).unwrap();
@@ -65,7 +72,7 @@ fn segments_are_cut_like_prometheus() {
     let c = chunk(120, 0);
     let len = c.bytes().len() as u64;
     let est = 5 + 1 + len + 4; // Prometheus' per-chunk size estimate
-    // Room for exactly three estimated chunks after the header.
+                               // Room for exactly three estimated chunks after the header.
     let seg = 8 + 3 * est;
     let mut w = ChunkWriter::with_segment_size(dir.path(), seg).unwrap();
     // A batch of 5 chunks: the first three fit, then a cut.
@@ -84,7 +91,11 @@ fn segments_are_cut_like_prometheus() {
     assert_eq!(unpack_chunk_ref(r), (3, 8));
     w.close().unwrap();
 
-    let names: Vec<u64> = sequence_files(dir.path()).unwrap().iter().map(|f| f.0).collect();
+    let names: Vec<u64> = sequence_files(dir.path())
+        .unwrap()
+        .iter()
+        .map(|f| f.0)
+        .collect();
     assert_eq!(names, vec![1, 2, 3, 4]);
     let r = ChunkReader::open(dir.path()).unwrap();
     for rf in refs.iter().chain(&refs2) {
@@ -113,7 +124,10 @@ fn corruption_is_reported_with_file_and_offset() {
     let r = ChunkReader::open(dir.path()).unwrap();
     assert!(r.chunk(r1).is_ok());
     let e = r.chunk(r2).unwrap_err().to_string();
-    assert!(e.contains("000001") && e.contains(&format!("offset {r2}")), "{e}");
+    assert!(
+        e.contains("000001") && e.contains(&format!("offset {r2}")),
+        "{e}"
+    );
     assert!(e.contains("checksum"), "{e}");
     let results: Vec<_> = r.segment_chunks(0).unwrap().collect();
     assert_eq!(results.len(), 2);
@@ -179,11 +193,9 @@ fn garbage_segments_never_panic() {
         b.truncate(rng.gen_range(8..=b.len()));
         std::fs::write(&path, &b).unwrap();
         let r = ChunkReader::open(dir.path()).unwrap();
-        for ch in r.segment_chunks(0).unwrap() {
-            if let Ok(ch) = ch {
-                let mut it = crate::chunkenc::XorIterator::new(ch.data);
-                while it.next() {}
-            }
+        for ch in r.segment_chunks(0).unwrap().flatten() {
+            let mut it = crate::chunkenc::XorIterator::new(ch.data);
+            while it.next() {}
         }
         for off in 0..b.len() as u32 + 2 {
             let _ = r.chunk(new_chunk_ref(0, off));

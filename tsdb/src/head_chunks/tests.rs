@@ -27,15 +27,14 @@ fn write_read_and_replay() {
     let m = ChunkDiskMapper::open(dir.path()).unwrap();
     let c1 = chunk(120, 0);
     let c2 = chunk(5, 500_000);
-    let r1 = m.write_chunk(7, 0, 119_000, Encoding::Xor, c1.bytes()).unwrap();
+    let r1 = m
+        .write_chunk(7, 0, 119_000, Encoding::Xor, c1.bytes())
+        .unwrap();
     let r2 = m
         .write_chunk_with(9, 500_000, 504_000, Encoding::Xor, true, c2.bytes())
         .unwrap();
     assert_eq!(unpack_head_chunk_ref(r1), (1, 8));
-    assert_eq!(
-        unpack_head_chunk_ref(r2),
-        (1, (8 + rec_len(&c1)) as u32)
-    );
+    assert_eq!(unpack_head_chunk_ref(r2), (1, (8 + rec_len(&c1)) as u32));
     // Reading back while the data is still buffered flushes and maps it.
     let (enc, ooo, b) = m.chunk(r1).unwrap();
     assert_eq!((enc, ooo), (Encoding::Xor, false));
@@ -68,7 +67,10 @@ fn write_read_and_replay() {
             ooo: false
         }
     );
-    assert_eq!((got[1].series_ref, got[1].num_samples, got[1].ooo), (9, 5, true));
+    assert_eq!(
+        (got[1].series_ref, got[1].num_samples, got[1].ooo),
+        (9, 5, true)
+    );
     assert_eq!(m.chunk(r2).unwrap().2.as_ref(), c2.bytes());
     // A reopened mapper writes into a new file.
     let r3 = m.write_chunk(1, 1, 2, Encoding::Xor, c2.bytes()).unwrap();
@@ -83,7 +85,10 @@ fn files_are_cut_at_max_size() {
     let rec = rec_len(&c);
     let m = ChunkDiskMapper::with_max_file_size(dir.path(), (8 + 3 * rec) as u64).unwrap();
     let refs: Vec<_> = (0..7)
-        .map(|i| m.write_chunk(i, i as i64, i as i64 + 99_000, Encoding::Xor, c.bytes()).unwrap())
+        .map(|i| {
+            m.write_chunk(i, i as i64, i as i64 + 99_000, Encoding::Xor, c.bytes())
+                .unwrap()
+        })
         .collect();
     let seqs: Vec<u32> = refs.iter().map(|&r| unpack_head_chunk_ref(r).0).collect();
     assert_eq!(seqs, vec![1, 1, 1, 2, 2, 2, 3]);
@@ -105,7 +110,8 @@ fn torn_tail_is_truncated_and_later_files_removed() {
     {
         let m = ChunkDiskMapper::with_max_file_size(dir.path(), (8 + 3 * rec) as u64).unwrap();
         for i in 0..6 {
-            m.write_chunk(i + 1, 0, 59_000, Encoding::Xor, c.bytes()).unwrap();
+            m.write_chunk(i + 1, 0, 59_000, Encoding::Xor, c.bytes())
+                .unwrap();
         }
         m.close().unwrap();
     }
@@ -174,10 +180,18 @@ fn zero_tail_and_empty_last_file_are_tolerated() {
 fn bad_files_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("000001"), [9u8, 9, 9, 9, 1, 0, 0, 0]).unwrap();
-    std::fs::write(dir.path().join("000002"), [0x01, 0x30, 0xBC, 0x91, 1, 0, 0, 0]).unwrap();
+    std::fs::write(
+        dir.path().join("000002"),
+        [0x01, 0x30, 0xBC, 0x91, 1, 0, 0, 0],
+    )
+    .unwrap();
     let e = ChunkDiskMapper::open(dir.path()).err().unwrap().to_string();
     assert!(e.contains("magic") && e.contains("000001"), "{e}");
-    std::fs::write(dir.path().join("000001"), [0x01, 0x30, 0xBC, 0x91, 1, 0, 0, 0]).unwrap();
+    std::fs::write(
+        dir.path().join("000001"),
+        [0x01, 0x30, 0xBC, 0x91, 1, 0, 0, 0],
+    )
+    .unwrap();
     std::fs::rename(dir.path().join("000002"), dir.path().join("000004")).unwrap();
     let e = ChunkDiskMapper::open(dir.path()).err().unwrap().to_string();
     assert!(e.contains("sequential"), "{e}");
@@ -238,7 +252,8 @@ fn garbage_never_panics() {
     {
         let m = ChunkDiskMapper::open(dir.path()).unwrap();
         for i in 0..4 {
-            m.write_chunk(i + 1, 0, 29_000, Encoding::Xor, c.bytes()).unwrap();
+            m.write_chunk(i + 1, 0, 29_000, Encoding::Xor, c.bytes())
+                .unwrap();
         }
         m.close().unwrap();
     }
