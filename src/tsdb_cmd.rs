@@ -157,8 +157,8 @@ pub fn dump(dir: &Path, selector: &str, mint: i64, maxt: i64) -> Result<()> {
 
 /// `strata tsdb analyze`.
 pub fn analyze(dir: &Path, only: Option<&str>, limit: usize) -> Result<()> {
-    let (blocks, broken) = strata_tsdb::db::load_blocks(dir)
-        .with_context(|| format!("reading {}", dir.display()))?;
+    let (blocks, broken) =
+        strata_tsdb::db::load_blocks(dir).with_context(|| format!("reading {}", dir.display()))?;
     for b in &broken {
         println!("Broken block {}: {}", b.dir.display(), b.error);
     }
@@ -204,7 +204,11 @@ pub fn analyze(dir: &Path, only: Option<&str>, limit: usize) -> Result<()> {
             m.compaction.level,
             b.size()
         );
-        let names: Vec<String> = ix.label_names().into_iter().filter(|n| !n.is_empty()).collect();
+        let names: Vec<String> = ix
+            .label_names()
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect();
         println!("Label names: {}", names.len());
         let mut card: Vec<(usize, String)> = Vec::new();
         let mut pairs = 0usize;
@@ -286,7 +290,10 @@ pub fn parse_duration_ms(s: &str) -> Result<i64> {
             .map_err(|_| anyhow!("invalid duration {s:?}: missing number"))?;
         num.clear();
         total = total
-            .checked_add(n.checked_mul(unit).ok_or_else(|| anyhow!("duration {s:?} overflows"))?)
+            .checked_add(
+                n.checked_mul(unit)
+                    .ok_or_else(|| anyhow!("duration {s:?} overflows"))?,
+            )
             .ok_or_else(|| anyhow!("duration {s:?} overflows"))?;
     }
     if !num.is_empty() {
@@ -324,8 +331,8 @@ pub fn create_blocks_from_openmetrics(
         "prometheus2" => strata_tsdb::chunkenc::CutPolicy::Prometheus2,
         o => bail!("--chunk-cutting {o:?}: expected prometheus3 or prometheus2"),
     };
-    let text = std::fs::read_to_string(input)
-        .with_context(|| format!("reading {}", input.display()))?;
+    let text =
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
     let block_duration = compatible_block_duration(parse_duration_ms(max_block_duration)?);
 
     // Pass 1: validate everything and find the time range, before writing anything.

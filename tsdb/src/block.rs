@@ -20,9 +20,7 @@ use crate::index::{ChunkMeta, IndexReader, IndexWriter};
 use crate::labels::{Label, Labels, Matcher};
 use crate::postings::{postings_for_matchers, PostingsIndex};
 use crate::storage::chain::ChainIterator;
-use crate::storage::{
-    BoundedIterator, Querier, SampleIterator, SelectHints, Series, SeriesSet,
-};
+use crate::storage::{BoundedIterator, Querier, SampleIterator, SelectHints, Series, SeriesSet};
 use crate::tombstones::{Intervals, Tombstones};
 pub use meta::{BlockMeta, BlockStats};
 
@@ -66,7 +64,7 @@ impl Block {
     fn open_inner(dir: &Path) -> Result<Arc<Block>> {
         let meta = meta::read_meta(dir)?;
         let index = IndexReader::open_file(dir.join("index"))?;
-        let chunks = ChunkReader::open(&dir.join("chunks"))?;
+        let chunks = ChunkReader::open(dir.join("chunks"))?;
         let tombstones = crate::tombstones::read_file(dir)?;
         let size = dir_size(dir);
         Ok(Arc::new(Block {
@@ -391,7 +389,7 @@ fn write_block_into(
         std::fs::remove_dir_all(tmp).map_err(|e| Error::io("remove", tmp, e))?;
     }
     std::fs::create_dir_all(tmp).map_err(|e| Error::io("create", tmp, e))?;
-    let mut cw = ChunkWriter::new(&tmp.join("chunks"))?;
+    let mut cw = ChunkWriter::new(tmp.join("chunks"))?;
     let mut iw = IndexWriter::create(tmp.join("index"))?;
     iw.add_symbols(symbols.iter().map(|s| &**s))?;
     let mut stats = BlockStats::default();

@@ -68,11 +68,23 @@ impl HeadAppender {
                 }
             } else {
                 let d = s.data.lock();
-                d.fit(t, v, self.min_valid, self.head_max.max(pt), self.head.opts.ooo_window)?
+                d.fit(
+                    t,
+                    v,
+                    self.min_valid,
+                    self.head_max.max(pt),
+                    self.head.opts.ooo_window,
+                )?
             }
         } else {
             let d = s.data.lock();
-            d.fit(t, v, self.min_valid, self.head_max, self.head.opts.ooo_window)?
+            d.fit(
+                t,
+                v,
+                self.min_valid,
+                self.head_max,
+                self.head.opts.ooo_window,
+            )?
         };
         match fit {
             Fit::Duplicate => {
@@ -199,9 +211,7 @@ pub(crate) fn apply(head: &Head, s: &MemSeries, t: i64, v: f64, ooo: bool) -> Re
         return match d.insert_ooo(t, v) {
             Ok(b) => Ok(b),
             Err(_) => {
-                head.stats
-                    .duplicate_samples
-                    .fetch_add(1, Ordering::Relaxed);
+                head.stats.duplicate_samples.fetch_add(1, Ordering::Relaxed);
                 Ok(false)
             }
         };
@@ -210,13 +220,7 @@ pub(crate) fn apply(head: &Head, s: &MemSeries, t: i64, v: f64, ooo: bool) -> Re
         head.stats.chunks_created.fetch_add(1, Ordering::Relaxed);
         match &head.chunk_disk {
             Some(cdm) => {
-                let r = cdm.write_chunk(
-                    s.r,
-                    o.mint,
-                    o.maxt,
-                    HEAD_ENCODING,
-                    o.chunk.bytes(),
-                )?;
+                let r = cdm.write_chunk(s.r, o.mint, o.maxt, HEAD_ENCODING, o.chunk.bytes())?;
                 Ok(ChunkData::Disk(r))
             }
             None => Ok(ChunkData::Mem(Arc::from(o.chunk.bytes()))),
