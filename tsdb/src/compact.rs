@@ -557,7 +557,7 @@ mod tests {
             (Ulid::from(1), 10),
         ];
         assert_eq!(
-            beyond_size_retention(&sized, 5, 26),
+            beyond_size_retention(&sized, 5, 24),
             vec![Ulid::from(2), Ulid::from(1)]
         );
     }
