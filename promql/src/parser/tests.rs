@@ -1,0 +1,2 @@
+//! Unit tests.
+use super::*;
