@@ -2,3 +2,4 @@
 //! queries with Prometheus 3 semantics, every function and aggregation), and the runner for
 //! Prometheus's `.test` scripts. The engine reads storage only through
 //! [`strata_tsdb::storage::Queryable`].
+pub mod promqltest;
