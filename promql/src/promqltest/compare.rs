@@ -161,7 +161,7 @@ fn compare_matrix(ev: &EvalCommand, mat: &[GotSeries]) -> Result<(), Mismatch> {
         let mut exp_floats = Vec::new();
         let mut exp_hists = Vec::new();
         for (i, v) in exp.values.iter().enumerate() {
-            let t = start + i as i64 * step;
+            let t = start.saturating_add((i as i64).saturating_mul(step));
             if t > end {
                 return fail(format!(
                     "expected {} points for {}, but query time range cannot return this many points",
@@ -370,12 +370,14 @@ pub fn check_expected_failure(ev: &EvalCommand, err: &str) -> Result<(), String>
                 ev.expr, ev.line
             ))
         }
-        Some(TextMatch::Regex(r)) if !r.is_match(err) => return Err(format!(
+        Some(TextMatch::Regex(r)) if !r.is_match(err) => {
+            return Err(format!(
             "expected error matching pattern {:?} evaluating query {:?} (line {}), but got: {err}",
             r.as_str(),
             ev.expr,
             ev.line
-        )),
+        ))
+        }
         _ => {}
     }
     if let Some(e) = ev.expects(ExpectKind::Fail).next() {

@@ -27,7 +27,7 @@ pub fn expand_series(series: &LoadSeries, step_ms: i64) -> ExpandedSeries {
     let mut hst = with_st.map(|_| Vec::new());
     for (i, v) in series.values.iter().enumerate() {
         let ts = (i as i64).wrapping_mul(step_ms);
-        let st = with_st.and_then(|s| s.get(i).copied().flatten().map(|o| ts + o));
+        let st = with_st.and_then(|s| s.get(i).copied().flatten().map(|o| ts.wrapping_add(o)));
         match v {
             SampleValue::Omitted => {}
             SampleValue::Float(f) => {

@@ -8,7 +8,7 @@ use regex::Regex;
 use strata_tsdb::labels::Labels;
 
 use super::literal::{go_parse_number, parse_duration_ms, unquote, QuoteRules};
-use super::series::{parse_series_desc, parse_series_line, SampleValue, SeriesDesc};
+use super::series::{parse_series_desc, parse_series_line, SampleValue, SeriesDesc, MAX_REPEAT};
 use super::ScriptError;
 
 /// One command of a script, with the 1-based line number of its first line.
@@ -429,7 +429,7 @@ fn parse_st_item(item: &str, out: &mut Vec<Option<i64>>) -> Result<(), String> {
     }
     if let Some(n) = item.strip_prefix("_x") {
         let n: u64 = n.parse().map_err(|_| "invalid repeat count")?;
-        if n == 0 {
+        if n == 0 || n > MAX_REPEAT {
             return Err("invalid repeat count".into());
         }
         out.extend((0..n).map(|_| None));
@@ -442,7 +442,9 @@ fn parse_st_item(item: &str, out: &mut Vec<Option<i64>>) -> Result<(), String> {
     }
     let count = |s: &str| -> Result<u64, String> {
         s.parse::<u64>()
-            .map_err(|_| "invalid repeat count".to_string())
+            .ok()
+            .filter(|&n| n <= MAX_REPEAT)
+            .ok_or_else(|| "invalid repeat count".to_string())
     };
     if let Some(n) = rest.strip_prefix('x') {
         let n = count(n)?;

@@ -133,6 +133,9 @@ impl SampleValue {
     }
 }
 
+/// Largest `xN` accepted (Prometheus has no limit; this bounds memory on hostile input).
+pub const MAX_REPEAT: u64 = 1 << 24;
+
 fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\r')
 }
@@ -223,7 +226,7 @@ impl<'a> Cursor<'a> {
             format!(
                 "1:{}: bad number syntax: {:?}",
                 start + 1,
-                &self.s[start..(i + 1).min(b.len())]
+                String::from_utf8_lossy(&b[start..(i + 1).min(b.len())])
             )
         };
         while i < b.len() {
@@ -313,8 +316,16 @@ impl<'a> Cursor<'a> {
             return Err(self.err("expected repetition count after 'x'"));
         }
         let tok = self.number_token()?;
-        tok.parse::<u64>()
-            .map_err(|_| format!("1:{}: invalid repetition in series values: {tok:?}", at + 1))
+        let n = tok
+            .parse::<u64>()
+            .map_err(|_| format!("1:{}: invalid repetition in series values: {tok:?}", at + 1))?;
+        if n > MAX_REPEAT {
+            return Err(format!(
+                "1:{}: repetition {n} exceeds the supported maximum {MAX_REPEAT}",
+                at + 1
+            ));
+        }
+        Ok(n)
     }
 }
 
@@ -653,7 +664,9 @@ fn parse_values_at(
         if !c.at_end() && !c.peek().is_some_and(is_space) {
             return Err(c.err(format!(
                 "unexpected character in series values: {:?}",
-                c.s[c.pos..].chars().next().unwrap_or(' ')
+                c.s.get(c.pos..)
+                    .and_then(|r| r.chars().next())
+                    .unwrap_or(' ')
             )));
         }
     }

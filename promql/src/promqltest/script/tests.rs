@@ -374,6 +374,7 @@ struct Stats {
     loads: usize,
     loads_nhcb: usize,
     loads_hist: usize,
+    loads_nh_any: usize,
     clears: usize,
     nh_result: usize,
     nh_data: usize,
@@ -410,6 +411,7 @@ fn stats(cmds: &[Command]) -> Stats {
                 if l.has_histograms() {
                     s.loads_hist += 1;
                 }
+                s.loads_nh_any += usize::from(l.has_histograms() || l.with_nhcb);
                 for ser in &l.series {
                     if ser.values.iter().any(SampleValue::is_histogram) {
                         if let Some(n) = ser.labels.metric_name() {
@@ -494,6 +496,7 @@ fn parses_every_upstream_file() {
                 total.loads += s.loads;
                 total.loads_nhcb += s.loads_nhcb;
                 total.loads_hist += s.loads_hist;
+                total.loads_nh_any += s.loads_nh_any;
                 total.clears += s.clears;
                 total.nh_result += s.nh_result;
                 total.nh_data += s.nh_data;
@@ -526,7 +529,52 @@ fn parses_every_upstream_file() {
     assert_eq!((total.nh_data, total.nh_any), (917, 917));
     assert_eq!(total.loads_hist, 134);
     assert_eq!(
+        total.loads_nh_any, 167,
+        "134 with {{...}} values + 33 load_with_nhcb, disjoint"
+    );
+    assert_eq!(
         (total.fail, total.warn, total.info, total.ordered),
         (35, 90, 132, 24)
     );
+}
+
+/// Truncated and mangled corpus lines must produce errors, never panics.
+#[test]
+fn mangled_corpus_lines_do_not_panic() {
+    let dir = corpus_dir();
+    let mut n = 0usize;
+    for name in [
+        "native_histograms.test",
+        "functions.test",
+        "start_timestamps.test",
+    ] {
+        let src = std::fs::read_to_string(dir.join(name))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()));
+        for line in src.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let cuts: Vec<usize> = line.char_indices().map(|(i, _)| i).step_by(5).collect();
+            for &cut in &cuts {
+                let part = &line[..cut];
+                let _ = crate::promqltest::series::parse_series_line(part);
+                let _ = crate::promqltest::series::parse_values(&line[cut..]);
+                let _ = parse_script(&format!("load 1m\n  {part}\n"));
+                let _ = parse_script(&format!("eval instant at 1m x\n  {part}é\n"));
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 1000);
+    for bad in [
+        "a 1x99999999999",
+        "a 1+1x18446744073709551615",
+        "a{b=\"\\",
+        "a{b=\"\\é\"} 1",
+        "a 1.é",
+        "a é",
+    ] {
+        assert!(
+            parse_script(&format!("load 1m\n  {bad}\n")).is_err(),
+            "{bad}"
+        );
+    }
+    assert!(parse_script("load 1m\n  a@st 0sx99999999999\n  a 1\n").is_err());
 }
