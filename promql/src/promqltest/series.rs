@@ -459,8 +459,9 @@ fn parse_histogram(c: &mut Cursor<'_>) -> Result<HistogramLiteral, String> {
             c.pos += 2;
             return Ok(h);
         }
-        if !first && !spaced {
-            return Err(c.err("unexpected character in histogram description"));
+        // Grammar: `{{` map [SPACE] `}}` or `{{` [SPACE] `}}`: no space before the first key.
+        if first == spaced {
+            return Err(c.err("unexpected space or character in histogram description"));
         }
         first = false;
         let at = c.pos;
@@ -860,8 +861,12 @@ mod tests {
         assert_eq!(h.base.buckets, vec![0.0, 1.0, 0.0]);
         assert!(!h.counter_reset_hint_set);
 
-        let v = parse_values(" {{}} {{ }} {{ schema:0 }}").unwrap();
+        let v = parse_values(" {{}} {{ }} {{schema:0 }}").unwrap();
         assert_eq!(v.len(), 3);
+        assert!(
+            parse_values("{{ schema:0}}").is_err(),
+            "no leading space before a key"
+        );
         for x in &v {
             let SampleValue::Histogram(h) = x else {
                 panic!()
