@@ -3,7 +3,10 @@
 //! Prometheus's `.test` scripts. The engine reads storage only through
 //! [`strata_tsdb::storage::Queryable`].
 
+pub mod engine;
 pub mod error;
 pub mod parser;
+pub mod promqltest;
 
+pub use engine::{Engine, EngineOptions};
 pub use error::{Error, ParseError, Result};
