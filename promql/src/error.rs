@@ -19,6 +19,15 @@ pub enum Error {
     /// A duration string (`1h30m`, query-API `step=` / `timeout=` values) is malformed.
     #[error("{0}")]
     InvalidDuration(String),
+    /// A query failed while being evaluated (Prometheus's `execution` error type).
+    #[error("{0}")]
+    Eval(String),
+    /// The query ran past its timeout (Prometheus's `timeout` error type).
+    #[error("{0}")]
+    Timeout(String),
+    /// The query would load more samples than allowed (`--query.max-samples`).
+    #[error("{0}")]
+    TooManySamples(String),
     /// An error from the storage layer.
     #[error(transparent)]
     Storage(#[from] strata_tsdb::Error),

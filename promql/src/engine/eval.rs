@@ -1,0 +1,548 @@
+//! The evaluator proper: evaluation contexts (the list of timestamps being evaluated), selector
+//! loading with forward-only cursors, subqueries, and the per-step dispatch of every node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use strata_tsdb::storage::{is_stale_nan, Queryable, SampleIterator, SelectHints};
+use strata_tsdb::Labels;
+
+use super::value::{Annotations, QueryResult, Sample, Series, Value, Window};
+use super::{aggregate, binary, functions, EngineOptions};
+use crate::error::{Error, Result};
+use crate::parser::{
+    AtModifier, Duration, Expr, MatrixSelector, SubqueryExpr, UnaryOp, VectorSelector,
+};
+
+/// The value of a node at one step.
+#[derive(Clone, Debug)]
+pub(crate) enum IVal {
+    Scalar(f64),
+    Str(String),
+    Vector(Vec<Sample>),
+    Matrix(Vec<Window>),
+}
+
+impl IVal {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            IVal::Scalar(_) => "scalar",
+            IVal::Str(_) => "string",
+            IVal::Vector(_) => "instant vector",
+            IVal::Matrix(_) => "range vector",
+        }
+    }
+}
+
+/// The timestamps a (sub)expression is evaluated at.
+pub(crate) struct Ctx {
+    pub id: usize,
+    pub ts: Vec<i64>,
+    /// The step of this evaluation (0 for an instant query).
+    #[allow(dead_code)]
+    pub step: i64,
+}
+
+/// One loaded series with its cursors.
+struct Loaded {
+    metric: Labels,
+    data: Arc<Vec<(i64, f64)>>,
+    /// Vector lookups: number of samples with t <= the last reference time.
+    cur: usize,
+    /// Range windows: `data[lo..hi]` is the current window.
+    lo: usize,
+    hi: usize,
+    last_ref: i64,
+}
+
+impl Loaded {
+    fn new(metric: Labels, data: Vec<(i64, f64)>) -> Self {
+        Self {
+            metric,
+            data: Arc::new(data),
+            cur: 0,
+            lo: 0,
+            hi: 0,
+            last_ref: i64::MIN,
+        }
+    }
+
+    fn rewind_if_needed(&mut self, r: i64) {
+        if r < self.last_ref {
+            self.cur = 0;
+            self.lo = 0;
+            self.hi = 0;
+        }
+        self.last_ref = r;
+    }
+
+    /// The newest sample at or before `r`, if any.
+    fn at_or_before(&mut self, r: i64) -> Option<(i64, f64)> {
+        self.rewind_if_needed(r);
+        let d = &self.data;
+        while self.cur < d.len() && d[self.cur].0 <= r {
+            self.cur += 1;
+        }
+        if self.cur == 0 {
+            None
+        } else {
+            Some(d[self.cur - 1])
+        }
+    }
+
+    /// Moves the window to `(r - range, r]`.
+    fn window(&mut self, r: i64, range: i64) -> (usize, usize) {
+        self.rewind_if_needed(r);
+        let d = &self.data;
+        let lower = r.saturating_sub(range);
+        while self.lo < d.len() && d[self.lo].0 <= lower {
+            self.lo += 1;
+        }
+        if self.hi < self.lo {
+            self.hi = self.lo;
+        }
+        while self.hi < d.len() && d[self.hi].0 <= r {
+            self.hi += 1;
+        }
+        (self.lo, self.hi)
+    }
+}
+
+/// Evaluation state of one query.
+pub(crate) struct Evaluator<'a> {
+    queryable: &'a dyn Queryable,
+    pub opts: Arc<EngineOptions>,
+    /// The query's own start and end (for `@ start()` / `@ end()` and `range()`).
+    pub query_start: i64,
+    pub query_end: i64,
+    /// The top-level step (for `step()`).
+    pub query_step: i64,
+    deadline: Instant,
+    pub samples_loaded: usize,
+    pub annotations: Annotations,
+    vectors: HashMap<(usize, usize), Vec<Loaded>>,
+    matrices: HashMap<(usize, usize), Vec<Loaded>>,
+    next_ctx: usize,
+}
+
+/// Runs a query (see [`super::Engine::exec`]).
+pub(crate) fn run(
+    q: &dyn Queryable,
+    opts: Arc<EngineOptions>,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<QueryResult> {
+    let deadline = Instant::now() + opts.timeout;
+    let mut ev = Evaluator {
+        queryable: q,
+        opts,
+        query_start: start,
+        query_end: end,
+        query_step: step,
+        deadline,
+        samples_loaded: 0,
+        annotations: Annotations::default(),
+        vectors: HashMap::new(),
+        matrices: HashMap::new(),
+        next_ctx: 0,
+    };
+    let value = if step == 0 {
+        let ctx = ev.new_ctx(vec![start], 0);
+        match ev.eval_at(expr, &ctx, 0)? {
+            IVal::Scalar(v) => Value::Scalar { t: start, v },
+            IVal::Str(v) => Value::String { t: start, v },
+            IVal::Vector(v) => Value::Vector(
+                v.into_iter()
+                    .map(|s| Sample {
+                        metric: s.metric,
+                        t: start,
+                        f: s.f,
+                    })
+                    .collect(),
+            ),
+            IVal::Matrix(m) => Value::Matrix(
+                m.into_iter()
+                    .map(|w| Series {
+                        floats: w.samples().to_vec(),
+                        metric: w.metric,
+                    })
+                    .collect(),
+            ),
+        }
+    } else {
+        if step < 0 || end < start {
+            return Err(Error::Eval(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        let vt = expr.value_type();
+        if !matches!(
+            vt,
+            crate::parser::ValueType::Scalar | crate::parser::ValueType::Vector
+        ) {
+            return Err(Error::Eval(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                vt.documented()
+            )));
+        }
+        let n = ((end - start) / step) as usize + 1;
+        let ts: Vec<i64> = (0..n).map(|i| start + i as i64 * step).collect();
+        let ctx = ev.new_ctx(ts, step);
+        let mut m = ev.eval_range(expr, &ctx)?;
+        m.sort_by(|a, b| a.metric.cmp(&b.metric));
+        Value::Matrix(m)
+    };
+    Ok(QueryResult {
+        value,
+        annotations: ev.annotations,
+        total_samples: ev.samples_loaded,
+    })
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new_ctx(&mut self, ts: Vec<i64>, step: i64) -> Ctx {
+        self.next_ctx += 1;
+        Ctx {
+            id: self.next_ctx,
+            ts,
+            step,
+        }
+    }
+
+    pub fn check_deadline(&self) -> Result<()> {
+        if Instant::now() > self.deadline {
+            return Err(Error::Timeout("query timed out in query execution".into()));
+        }
+        Ok(())
+    }
+
+    fn add_samples(&mut self, n: usize) -> Result<()> {
+        self.samples_loaded += n;
+        if self.samples_loaded > self.opts.max_samples {
+            return Err(Error::TooManySamples(
+                "query processing would load too many samples into memory in query execution"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves a duration (constant or duration expression) in ms.
+    pub fn duration_ms(&self, d: &Duration, allow_negative: bool) -> Result<i64> {
+        d.resolve_ms(
+            self.query_step,
+            self.query_end - self.query_start,
+            allow_negative,
+        )
+        .map_err(Error::Eval)
+    }
+
+    fn at_base(&self, at: Option<AtModifier>, t: i64) -> i64 {
+        match at {
+            Some(AtModifier::Timestamp(ts)) => ts,
+            Some(AtModifier::Start) => self.query_start,
+            Some(AtModifier::End) => self.query_end,
+            None => t,
+        }
+    }
+
+    /// The reference time of a selector with `@`/`offset` at evaluation time `t`.
+    fn ref_time(&self, at: Option<AtModifier>, offset: Option<&Duration>, t: i64) -> Result<i64> {
+        let off = match offset {
+            Some(d) => self.duration_ms(d, true)?,
+            None => 0,
+        };
+        Ok(self.at_base(at, t) - off)
+    }
+
+    /// Loads the series of `vs` with samples in `[mint, maxt]`.
+    fn load(
+        &mut self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        drop_stale: bool,
+    ) -> Result<Vec<Loaded>> {
+        let q = self.queryable.querier(mint, maxt)?;
+        let hints = SelectHints {
+            start: mint,
+            end: maxt,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let mut total = 0;
+        for s in q.select(true, Some(&hints), &vs.matchers) {
+            let s = s?;
+            let mut it = s.iterator();
+            let mut data = Vec::new();
+            while it.next() {
+                let (t, v) = it.at();
+                if drop_stale && is_stale_nan(v) {
+                    continue;
+                }
+                data.push((t, v));
+            }
+            if let Some(e) = it.err() {
+                return Err(Error::Eval(format!("reading series {}: {e}", s.labels())));
+            }
+            if data.is_empty() {
+                continue;
+            }
+            total += data.len();
+            out.push(Loaded::new(s.labels().clone(), data));
+        }
+        self.add_samples(total)?;
+        self.check_deadline()?;
+        Ok(out)
+    }
+
+    /// The span of reference times of a selector over the context.
+    fn ref_span(
+        &self,
+        at: Option<AtModifier>,
+        offset: Option<&Duration>,
+        ctx: &Ctx,
+    ) -> Result<(i64, i64)> {
+        let first = *ctx.ts.first().unwrap_or(&0);
+        let last = *ctx.ts.last().unwrap_or(&0);
+        Ok((
+            self.ref_time(at, offset, first)?,
+            self.ref_time(at, offset, last)?,
+        ))
+    }
+
+    fn vector_selector(&mut self, vs: &VectorSelector, ctx: &Ctx, i: usize) -> Result<Vec<Sample>> {
+        let key = (vs as *const VectorSelector as usize, ctx.id);
+        let lookback = self.opts.lookback_delta;
+        if !self.vectors.contains_key(&key) {
+            let (lo, hi) = self.ref_span(vs.at, vs.offset.as_ref(), ctx)?;
+            let loaded = self.load(vs, lo.saturating_sub(lookback) + 1, hi, false)?;
+            self.vectors.insert(key, loaded);
+        }
+        let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])?;
+        let series = self
+            .vectors
+            .get_mut(&key)
+            .ok_or(Error::Eval("internal: selector not loaded".into()))?;
+        let mut out = Vec::with_capacity(series.len());
+        for s in series.iter_mut() {
+            if let Some((t, v)) = s.at_or_before(r) {
+                if t > r - lookback && !is_stale_nan(v) {
+                    out.push(Sample {
+                        metric: s.metric.clone(),
+                        t,
+                        f: v,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn matrix_selector(&mut self, ms: &MatrixSelector, ctx: &Ctx, i: usize) -> Result<Vec<Window>> {
+        let vs = &ms.vector;
+        let range = self.duration_ms(&ms.range, false)?;
+        let key = (ms as *const MatrixSelector as usize, ctx.id);
+        if !self.matrices.contains_key(&key) {
+            let (lo, hi) = self.ref_span(vs.at, vs.offset.as_ref(), ctx)?;
+            let loaded = self.load(vs, lo.saturating_sub(range) + 1, hi, true)?;
+            self.matrices.insert(key, loaded);
+        }
+        let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])?;
+        let series = self
+            .matrices
+            .get_mut(&key)
+            .ok_or(Error::Eval("internal: selector not loaded".into()))?;
+        let mut out = Vec::new();
+        for s in series.iter_mut() {
+            let (lo, hi) = s.window(r, range);
+            if hi > lo {
+                out.push(Window {
+                    metric: s.metric.clone(),
+                    data: s.data.clone(),
+                    lo,
+                    hi,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn subquery(&mut self, sq: &SubqueryExpr, ctx: &Ctx, i: usize) -> Result<Vec<Window>> {
+        let range = self.duration_ms(&sq.range, false)?;
+        let key = (sq as *const SubqueryExpr as usize, ctx.id);
+        if !self.matrices.contains_key(&key) {
+            let step = match &sq.step {
+                Some(s) => self.duration_ms(s, false)?,
+                None => self.opts.default_eval_interval,
+            };
+            if step <= 0 {
+                return Err(Error::Eval("subquery step must be greater than 0".into()));
+            }
+            let (lo, hi) = self.ref_span(sq.at, sq.offset.as_ref(), ctx)?;
+            // First step-aligned timestamp after lo - range (Go's truncating division).
+            let from = lo - range;
+            let mut start = step * (from / step);
+            if start <= from {
+                start += step;
+            }
+            let mut ts = Vec::new();
+            let mut t = start;
+            while t <= hi {
+                ts.push(t);
+                t += step;
+            }
+            let sub = self.new_ctx(ts, step);
+            let series = self.eval_range(&sq.expr, &sub)?;
+            let loaded = series
+                .into_iter()
+                .map(|s| Loaded::new(s.metric, s.floats))
+                .collect();
+            self.matrices.insert(key, loaded);
+        }
+        let r = self.ref_time(sq.at, sq.offset.as_ref(), ctx.ts[i])?;
+        let series = self
+            .matrices
+            .get_mut(&key)
+            .ok_or(Error::Eval("internal: subquery not evaluated".into()))?;
+        let mut out = Vec::new();
+        for s in series.iter_mut() {
+            let (lo, hi) = s.window(r, range);
+            if hi > lo {
+                out.push(Window {
+                    metric: s.metric.clone(),
+                    data: s.data.clone(),
+                    lo,
+                    hi,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates `e` at step `i` of `ctx`.
+    pub fn eval_at(&mut self, e: &Expr, ctx: &Ctx, i: usize) -> Result<IVal> {
+        match e {
+            Expr::NumberLiteral { val, .. } => Ok(IVal::Scalar(*val)),
+            Expr::StringLiteral { val, .. } => Ok(IVal::Str(val.clone())),
+            Expr::Paren { expr, .. } => self.eval_at(expr, ctx, i),
+            Expr::Unary { op, expr, .. } => {
+                let v = self.eval_at(expr, ctx, i)?;
+                match (op, v) {
+                    (UnaryOp::Pos, v) => Ok(v),
+                    (UnaryOp::Neg, IVal::Scalar(f)) => Ok(IVal::Scalar(-f)),
+                    (UnaryOp::Neg, IVal::Vector(v)) => Ok(IVal::Vector(
+                        v.into_iter()
+                            .map(|s| Sample {
+                                metric: drop_name(&s.metric),
+                                t: s.t,
+                                f: -s.f,
+                            })
+                            .collect(),
+                    )),
+                    (_, v) => Err(Error::Eval(format!(
+                        "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
+                        v.type_name()
+                    ))),
+                }
+            }
+            Expr::VectorSelector(vs) => Ok(IVal::Vector(self.vector_selector(vs, ctx, i)?)),
+            Expr::MatrixSelector(ms) => Ok(IVal::Matrix(self.matrix_selector(ms, ctx, i)?)),
+            Expr::Subquery(sq) => Ok(IVal::Matrix(self.subquery(sq, ctx, i)?)),
+            Expr::Call(c) => {
+                let v = functions::call(self, c, ctx, i)?;
+                check_unique(&v)?;
+                Ok(v)
+            }
+            Expr::Aggregate(a) => aggregate::eval(self, a, ctx, i),
+            Expr::Binary(b) => {
+                let v = binary::eval(self, b, ctx, i)?;
+                check_unique(&v)?;
+                Ok(v)
+            }
+        }
+    }
+
+    /// Evaluates `e` at every timestamp of `ctx` into series (a scalar becomes one series with
+    /// no labels).
+    pub fn eval_range(&mut self, e: &Expr, ctx: &Ctx) -> Result<Vec<Series>> {
+        let mut out: Vec<Series> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for i in 0..ctx.ts.len() {
+            self.check_deadline()?;
+            let t = ctx.ts[i];
+            match self.eval_at(e, ctx, i)? {
+                IVal::Scalar(v) => {
+                    if out.is_empty() {
+                        out.push(Series {
+                            metric: Labels::empty(),
+                            floats: Vec::with_capacity(ctx.ts.len()),
+                        });
+                    }
+                    out[0].floats.push((t, v));
+                }
+                IVal::Vector(v) => {
+                    let mut points = 0;
+                    for s in v {
+                        let idx = match index.get(&s.metric) {
+                            Some(&k) => k,
+                            None => {
+                                index.insert(s.metric.clone(), out.len());
+                                out.push(Series {
+                                    metric: s.metric,
+                                    floats: Vec::new(),
+                                });
+                                out.len() - 1
+                            }
+                        };
+                        let f = &mut out[idx].floats;
+                        if f.last().is_some_and(|p| p.0 == t) {
+                            return Err(Error::Eval(
+                                "vector cannot contain metrics with the same labelset".into(),
+                            ));
+                        }
+                        f.push((t, s.f));
+                        points += 1;
+                    }
+                    self.add_samples(points)?;
+                }
+                other => {
+                    return Err(Error::Eval(format!(
+                        "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                        other.type_name()
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A copy of the labels without `__name__`.
+pub(crate) fn drop_name(l: &Labels) -> Labels {
+    if l.has(strata_tsdb::labels::METRIC_NAME) {
+        l.without(&[strata_tsdb::labels::METRIC_NAME])
+    } else {
+        l.clone()
+    }
+}
+
+/// Prometheus's check that a vector never holds two samples with the same labels.
+pub(crate) fn check_unique(v: &IVal) -> Result<()> {
+    if let IVal::Vector(v) = v {
+        if v.len() > 1 {
+            let mut seen = std::collections::HashSet::with_capacity(v.len());
+            for s in v {
+                if !seen.insert(&s.metric) {
+                    return Err(Error::Eval(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
