@@ -62,6 +62,7 @@ fn group_labels(m: &Labels, a: &AggregateExpr) -> Labels {
     if a.without {
         let mut n = names;
         n.push(METRIC_NAME);
+        n.push(super::eval::DROPPED_NAME);
         m.without(&n)
     } else {
         m.keep_only(&names)

@@ -126,6 +126,7 @@ fn signature(l: &Labels, m: &VectorMatching) -> Labels {
     } else {
         let mut names: Vec<&str> = m.labels.iter().map(|s| s.as_str()).collect();
         names.push(METRIC_NAME);
+        names.push(super::eval::DROPPED_NAME);
         l.without(&names)
     }
 }
@@ -174,10 +175,11 @@ fn result_metric(
     m: &VectorMatching,
     return_bool: bool,
 ) -> Labels {
-    let mut b = l.builder();
-    if return_bool || drops_name(op) {
-        b.del(METRIC_NAME);
-    }
+    let mut b = if return_bool || drops_name(op) {
+        drop_name(l).builder()
+    } else {
+        l.builder()
+    };
     if m.card == VectorMatchCardinality::OneToOne {
         if m.on {
             let keep: Vec<&str> = m.labels.iter().map(|s| s.as_str()).collect();

@@ -136,6 +136,21 @@ pub(crate) fn run(
     step: i64,
 ) -> Result<QueryResult> {
     let deadline = Instant::now() + opts.timeout;
+    let prev_mode = set_delayed_name_removal(opts.delayed_name_removal);
+    let res = run_inner(q, opts, expr, start, end, step, deadline);
+    set_delayed_name_removal(prev_mode);
+    res
+}
+
+fn run_inner(
+    q: &dyn Queryable,
+    opts: Arc<EngineOptions>,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    deadline: Instant,
+) -> Result<QueryResult> {
     let mut ev = Evaluator {
         queryable: q,
         opts,
@@ -154,20 +169,23 @@ pub(crate) fn run(
         match ev.eval_at(expr, &ctx, 0)? {
             IVal::Scalar(v) => Value::Scalar { t: start, v },
             IVal::Str(v) => Value::String { t: start, v },
-            IVal::Vector(v) => Value::Vector(
-                v.into_iter()
+            IVal::Vector(v) => {
+                let v: Vec<Sample> = v
+                    .into_iter()
                     .map(|s| Sample {
-                        metric: s.metric,
+                        metric: finish_labels(s.metric),
                         t: start,
                         f: s.f,
                     })
-                    .collect(),
-            ),
+                    .collect();
+                check_unique(&IVal::Vector(v.clone()))?;
+                Value::Vector(v)
+            }
             IVal::Matrix(m) => Value::Matrix(
                 m.into_iter()
                     .map(|w| Series {
                         floats: w.samples().to_vec(),
-                        metric: w.metric,
+                        metric: finish_labels(w.metric),
                     })
                     .collect(),
             ),
@@ -192,7 +210,17 @@ pub(crate) fn run(
         let ts: Vec<i64> = (0..n).map(|i| start + i as i64 * step).collect();
         let ctx = ev.new_ctx(ts, step);
         let mut m = ev.eval_range(expr, &ctx)?;
+        if opts_delayed(&ev) {
+            for s in m.iter_mut() {
+                s.metric = finish_labels(std::mem::take(&mut s.metric));
+            }
+        }
         m.sort_by(|a, b| a.metric.cmp(&b.metric));
+        if m.windows(2).any(|w| w[0].metric == w[1].metric) {
+            return Err(Error::Eval(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
         Value::Matrix(m)
     };
     Ok(QueryResult {
@@ -521,13 +549,46 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// A copy of the labels without `__name__`.
+/// With delayed name removal, a dropped metric name moves to this label until the end of the
+/// query, so that intermediate results keep series apart exactly as Prometheus's `DropName`
+/// flag does; it is removed before results leave the engine.
+pub(crate) const DROPPED_NAME: &str = "__strata_dropped_name__";
+
+thread_local! {
+    static DELAYED_NAME_REMOVAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Sets the name-removal mode for queries evaluated on this thread; returns the previous mode.
+pub(crate) fn set_delayed_name_removal(on: bool) -> bool {
+    DELAYED_NAME_REMOVAL.with(|c| c.replace(on))
+}
+
+/// The labels with the metric name dropped (or, with delayed name removal, marked for dropping).
 pub(crate) fn drop_name(l: &Labels) -> Labels {
-    if l.has(strata_tsdb::labels::METRIC_NAME) {
-        l.without(&[strata_tsdb::labels::METRIC_NAME])
+    let Some(name) = l.get(strata_tsdb::labels::METRIC_NAME) else {
+        return l.clone();
+    };
+    if DELAYED_NAME_REMOVAL.with(|c| c.get()) {
+        let mut b = l.builder();
+        b.del(strata_tsdb::labels::METRIC_NAME);
+        b.set(DROPPED_NAME, name);
+        b.build()
     } else {
-        l.clone()
+        l.without(&[strata_tsdb::labels::METRIC_NAME])
     }
+}
+
+/// Removes the delayed-removal marker (the final step of delayed name removal).
+pub(crate) fn finish_labels(l: Labels) -> Labels {
+    if l.has(DROPPED_NAME) {
+        l.without(&[DROPPED_NAME])
+    } else {
+        l
+    }
+}
+
+fn opts_delayed(ev: &Evaluator) -> bool {
+    ev.opts.delayed_name_removal
 }
 
 /// Prometheus's check that a vector never holds two samples with the same labels.

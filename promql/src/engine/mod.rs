@@ -35,6 +35,9 @@ pub struct EngineOptions {
     /// Step of subqueries without an explicit step, ms (Prometheus: the rule evaluation
     /// interval, 1m by default).
     pub default_eval_interval: i64,
+    /// Prometheus's `promql-delayed-name-removal` feature: `__name__` is removed at the end of
+    /// the query instead of by each function and operator (Prometheus's test scripts assume it).
+    pub delayed_name_removal: bool,
 }
 
 impl Default for EngineOptions {
@@ -44,6 +47,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             default_eval_interval: 60 * 1000,
+            delayed_name_removal: false,
         }
     }
 }
