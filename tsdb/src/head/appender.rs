@@ -67,12 +67,28 @@ impl HeadAppender {
                     return Err(Error::DuplicateSampleForTimestamp);
                 }
             } else {
+                let window = self.head.opts.ooo_window;
+                let head_max = self.head_max.max(pt);
                 let d = s.data.lock();
-                d.fit(t, v, self.min_valid, self.head_max.max(pt), self.head.opts.ooo_window)?
+                match d.fit(t, v, self.min_valid, head_max, window)? {
+                    // Newer than the committed series but older than an earlier sample of
+                    // this batch: out of order (it would be dropped silently at commit).
+                    Fit::InOrder if window > 0 && t >= head_max.saturating_sub(window) => {
+                        Fit::OutOfOrder
+                    }
+                    Fit::InOrder => return Err(Error::OutOfOrderSample),
+                    f => f,
+                }
             }
         } else {
             let d = s.data.lock();
-            d.fit(t, v, self.min_valid, self.head_max, self.head.opts.ooo_window)?
+            d.fit(
+                t,
+                v,
+                self.min_valid,
+                self.head_max,
+                self.head.opts.ooo_window,
+            )?
         };
         match fit {
             Fit::Duplicate => {
@@ -199,9 +215,7 @@ pub(crate) fn apply(head: &Head, s: &MemSeries, t: i64, v: f64, ooo: bool) -> Re
         return match d.insert_ooo(t, v) {
             Ok(b) => Ok(b),
             Err(_) => {
-                head.stats
-                    .duplicate_samples
-                    .fetch_add(1, Ordering::Relaxed);
+                head.stats.duplicate_samples.fetch_add(1, Ordering::Relaxed);
                 Ok(false)
             }
         };
@@ -210,13 +224,7 @@ pub(crate) fn apply(head: &Head, s: &MemSeries, t: i64, v: f64, ooo: bool) -> Re
         head.stats.chunks_created.fetch_add(1, Ordering::Relaxed);
         match &head.chunk_disk {
             Some(cdm) => {
-                let r = cdm.write_chunk(
-                    s.r,
-                    o.mint,
-                    o.maxt,
-                    HEAD_ENCODING,
-                    o.chunk.bytes(),
-                )?;
+                let r = cdm.write_chunk(s.r, o.mint, o.maxt, HEAD_ENCODING, o.chunk.bytes())?;
                 Ok(ChunkData::Disk(r))
             }
             None => Ok(ChunkData::Mem(Arc::from(o.chunk.bytes()))),
