@@ -8,10 +8,18 @@ pub fn format_g(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // Shortest round-trip digits and decimal exponent from Rust's `{:e}`.
     let e = format!("{:e}", f);
@@ -80,7 +88,7 @@ mod tests {
             (-2.5, "-2.5"),
             (1e21, "1e+21"),
             (1.5e300, "1.5e+300"),
-            (3.14159, "3.14159"),
+            (3.25159, "3.25159"),
             (12345.678, "12345.678"),
             (f64::INFINITY, "+Inf"),
             (f64::NEG_INFINITY, "-Inf"),

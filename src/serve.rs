@@ -40,9 +40,7 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(idx);
-    let n: f64 = num
-        .parse()
-        .with_context(|| format!("invalid size {s:?}"))?;
+    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
     let mult: u64 = match unit.to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "KB" | "KIB" => 1 << 10,
@@ -63,7 +61,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         } else {
             parse_duration_ms(&args.retention_time).context("--storage.tsdb.retention.time")?
         },
-        retention_size: parse_bytes(&args.retention_size).context("--storage.tsdb.retention.size")?,
+        retention_size: parse_bytes(&args.retention_size)
+            .context("--storage.tsdb.retention.size")?,
         ooo_window: parse_duration_ms(&args.ooo_window)
             .context("--storage.tsdb.out-of-order-time-window")?,
         ..Default::default()

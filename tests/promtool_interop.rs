@@ -34,7 +34,11 @@ fn dir_bytes(dir: &Path) -> u64 {
     let mut n = 0;
     for e in std::fs::read_dir(dir).expect("read dir").flatten() {
         let m = e.metadata().expect("metadata");
-        n += if m.is_dir() { dir_bytes(&e.path()) } else { m.len() };
+        n += if m.is_dir() {
+            dir_bytes(&e.path())
+        } else {
+            m.len()
+        };
     }
     n
 }
@@ -123,10 +127,20 @@ fn strata_blocks_equal_promtool_blocks() {
         let t = &tb[mint];
         let oc = std::fs::read(o.join("chunks/000001")).expect("our chunks");
         let tc = std::fs::read(t.join("chunks/000001")).expect("their chunks");
-        assert!(oc == tc, "chunks of block at {mint} differ ({} vs {} bytes)", oc.len(), tc.len());
+        assert!(
+            oc == tc,
+            "chunks of block at {mint} differ ({} vs {} bytes)",
+            oc.len(),
+            tc.len()
+        );
         let oi = std::fs::read(o.join("index")).expect("our index");
         let ti = std::fs::read(t.join("index")).expect("their index");
-        assert!(oi == ti, "index of block at {mint} differs ({} vs {} bytes)", oi.len(), ti.len());
+        assert!(
+            oi == ti,
+            "index of block at {mint} differs ({} vs {} bytes)",
+            oi.len(),
+            ti.len()
+        );
     }
 
     // (c) no more bytes than promtool's blocks, within 5%, with either cutting rule.
@@ -141,7 +155,10 @@ fn strata_blocks_equal_promtool_blocks() {
     }
 
     // (b) strata tsdb dump of promtool's blocks prints exactly what promtool prints.
-    let strata_dump = run_ok(Command::new(strata()).args(["tsdb", "dump"]).arg(&theirs), LIMIT);
+    let strata_dump = run_ok(
+        Command::new(strata()).args(["tsdb", "dump"]).arg(&theirs),
+        LIMIT,
+    );
     assert!(
         strata_dump == theirs_dump,
         "strata tsdb dump differs from promtool tsdb dump on promtool's blocks"

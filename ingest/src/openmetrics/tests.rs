@@ -818,7 +818,10 @@ fn bare_identifier_in_braces_does_not_panic() {
 
 // ---- Prometheus testdata files ----
 
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/prometheus/textparse");
+const TESTDATA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/prometheus/textparse"
+);
 
 /// Counts computed from the raw lines, independently of the parser.
 #[derive(Debug, PartialEq)]

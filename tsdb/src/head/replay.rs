@@ -10,8 +10,8 @@ use super::appender::apply;
 use super::series::{ChunkData, DoneChunk, Fit};
 use super::Head;
 use crate::error::{Error, Result};
-use crate::wal::{Wal, WalReader};
 use crate::wal::record::{self, RecordType, RefSample};
+use crate::wal::{Wal, WalReader};
 
 /// Replays `dir/chunks_head` and `dir/wal` into `head`.
 pub(crate) fn replay(head: &Head, dir: &Path, read_only: bool) -> Result<Option<Wal>> {

@@ -237,6 +237,18 @@ impl SeriesData {
 /// The encoding of head chunks (XOR for float samples).
 pub(crate) const HEAD_ENCODING: Encoding = Encoding::Xor;
 
+impl SeriesData {
+    /// Newest sample time including out-of-order samples.
+    pub(crate) fn max_time_any(&self) -> Option<i64> {
+        let a = self.max_time();
+        let b = self.ooo.last().map(|s| s.0);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,17 +278,5 @@ mod tests {
         assert_eq!(d.done.len(), 4);
         assert!(!d.append(480 * 15_000, 1.0, &cutter, &mut flush).unwrap());
         assert!(!d.append(10, 1.0, &cutter, &mut flush).unwrap());
-    }
-}
-
-impl SeriesData {
-    /// Newest sample time including out-of-order samples.
-    pub(crate) fn max_time_any(&self) -> Option<i64> {
-        let a = self.max_time();
-        let b = self.ooo.last().map(|s| s.0);
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        }
     }
 }

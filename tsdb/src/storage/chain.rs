@@ -151,10 +151,7 @@ mod tests {
     use std::sync::Arc;
 
     fn chain(chunks: Vec<Vec<(i64, f64)>>, loads: Arc<AtomicUsize>) -> ChainIterator {
-        let ranges = chunks
-            .iter()
-            .map(|c| (c[0].0, c[c.len() - 1].0))
-            .collect();
+        let ranges = chunks.iter().map(|c| (c[0].0, c[c.len() - 1].0)).collect();
         let chunks: Vec<Arc<Vec<(i64, f64)>>> = chunks.into_iter().map(Arc::new).collect();
         ChainIterator::new(
             ranges,
@@ -178,7 +175,11 @@ mod tests {
         );
         assert!(it.seek(6));
         assert_eq!(it.at(), (6, 6.0));
-        assert_eq!(loads.load(Ordering::SeqCst), 1, "first chunk skipped unloaded");
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "first chunk skipped unloaded"
+        );
         assert!(it.seek(3));
         assert_eq!(it.at(), (6, 6.0));
         assert!(it.next());

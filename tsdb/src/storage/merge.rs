@@ -66,11 +66,8 @@ impl MergedSeriesSet {
     fn pull(&mut self, src: usize) {
         match self.sets[src].next() {
             Some(Ok(series)) => self.heap.push(HeapEntry { series, src }),
-            Some(Err(e)) => {
-                if self.pending_err.is_none() {
-                    self.pending_err = Some(e);
-                }
-            }
+            Some(Err(e)) if self.pending_err.is_none() => self.pending_err = Some(e),
+            Some(Err(_)) => {}
             None => {}
         }
     }
@@ -308,9 +305,7 @@ mod tests {
             ("a", vec![(2, 2.0), (3, 30.0), (4, 4.0)]),
             ("b", vec![(5, 5.0)]),
         ]);
-        let merged: Vec<_> = merge_series_sets(vec![a, b])
-            .map(|s| s.unwrap())
-            .collect();
+        let merged: Vec<_> = merge_series_sets(vec![a, b]).map(|s| s.unwrap()).collect();
         let names: Vec<_> = merged
             .iter()
             .map(|s| s.labels().get("__name__").unwrap().to_string())
@@ -322,11 +317,8 @@ mod tests {
 
     #[test]
     fn merged_iterator_seeks() {
-        let a: Box<dyn SampleIterator> = VecSeries::new(
-            Labels::empty(),
-            vec![(1, 1.0), (5, 5.0), (9, 9.0)],
-        )
-        .iterator();
+        let a: Box<dyn SampleIterator> =
+            VecSeries::new(Labels::empty(), vec![(1, 1.0), (5, 5.0), (9, 9.0)]).iterator();
         let b: Box<dyn SampleIterator> =
             VecSeries::new(Labels::empty(), vec![(2, 2.0), (6, 6.0)]).iterator();
         let mut m = MergedIterator::new(vec![a, b]);
