@@ -104,8 +104,14 @@ fn verify(dir: &Path, read_only: bool, block_range: i64) -> Option<i64> {
     Some(newest[0])
 }
 
+/// Serialises the tests of this file. They must not overlap: a child spawned by one test
+/// inherits (between fork and exec) the lock file descriptor of a `Db` the other test has
+/// open in this process, and holds the lock for that moment.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `rounds` rounds of append + SIGKILL in one directory.
 fn crash_rounds(seed: u64, rounds: usize, block_range: i64, compact_every: u64) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
     let mut rng = Rng::new(seed);
@@ -171,10 +177,13 @@ fn crash_rounds(seed: u64, rounds: usize, block_range: i64, compact_every: u64) 
                             break;
                         }
                     }
-                    Err(_) => panic!(
-                        "round {round}: child did not open within 20s; stderr:\n{}",
-                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                    ),
+                    Err(e) => {
+                        let status = child.0.as_mut().map(|c| c.wait());
+                        panic!(
+                            "round {round}: child did not open ({e}, exit {status:?}); stderr:\n{}",
+                            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                        )
+                    }
                 }
             }
             std::thread::sleep(Duration::from_millis(rng.below(80)));
