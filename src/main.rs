@@ -64,6 +64,10 @@ enum TsdbCommand {
         #[command(subcommand)]
         source: CreateFrom,
     },
+    /// Test helper (crash-safety tests): appends deterministic samples (value = timestamp) and
+    /// prints `committed <ts>` after every successful commit.
+    #[command(name = "append-test", hide = true)]
+    AppendTest(tsdb_cmd::AppendTestArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,6 +116,7 @@ fn main() {
                 min_time,
                 max_time,
             } => tsdb_cmd::dump(&dir, &matcher, min_time, max_time),
+            TsdbCommand::AppendTest(args) => tsdb_cmd::append_test(&args),
             TsdbCommand::CreateBlocksFrom {
                 source:
                     CreateFrom::Openmetrics {

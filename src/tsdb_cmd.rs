@@ -446,6 +446,98 @@ pub fn create_blocks_from_openmetrics(
     Ok(())
 }
 
+/// Flags of the hidden `strata tsdb append-test` (used by the crash-safety tests).
+#[derive(clap::Args, Debug)]
+pub struct AppendTestArgs {
+    /// Data directory.
+    #[arg(long = "storage.tsdb.path")]
+    pub path: std::path::PathBuf,
+    /// Number of series (`crash_test{series="<i>"}`).
+    #[arg(long, default_value_t = 20)]
+    pub series: usize,
+    /// First timestamp to append (ms).
+    #[arg(long = "start-ts", allow_hyphen_values = true)]
+    pub start_ts: i64,
+    /// Milliseconds between timestamps.
+    #[arg(long, default_value_t = 1000)]
+    pub step: i64,
+    /// Timestamps per commit (every series gets a sample at each).
+    #[arg(long = "per-commit", default_value_t = 1)]
+    pub per_commit: i64,
+    /// Stop after this many commits.
+    #[arg(long, default_value_t = u64::MAX)]
+    pub commits: u64,
+    /// WAL segment size in bytes (a multiple of 32 KiB).
+    #[arg(long = "wal-segment-size", default_value_t = 32 * 1024)]
+    pub wal_segment_size: usize,
+    /// Block range in ms.
+    #[arg(long = "block-range", default_value_t = DEFAULT_BLOCK_RANGE)]
+    pub block_range: i64,
+    /// Call `Db::compact` after every this many commits (0: never).
+    #[arg(long = "compact-every", default_value_t = 0)]
+    pub compact_every: u64,
+}
+
+/// `strata tsdb append-test`: opens the data directory without background compaction and
+/// appends `value = timestamp` to every series, printing `committed <last ts>` after each
+/// successful commit (stdout is flushed each time), so a test that kills this process at any
+/// moment knows which samples must have survived.
+pub fn append_test(a: &AppendTestArgs) -> Result<()> {
+    use strata_tsdb::labels::Labels;
+    if a.step <= 0 || a.per_commit <= 0 {
+        bail!("--step and --per-commit must be positive");
+    }
+    let db = Db::open(
+        &a.path,
+        DbOptions {
+            block_range: a.block_range,
+            wal_segment_size: a.wal_segment_size,
+            compaction_interval: None,
+            retention_time: 0,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening {}", a.path.display()))?;
+    let labels: Vec<Labels> = (0..a.series)
+        .map(|i| {
+            Labels::from_pairs(&[
+                ("__name__", "crash_test".to_string()),
+                ("series", i.to_string()),
+            ])
+        })
+        .collect();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(out, "opened")?;
+    out.flush()?;
+    let mut refs: Vec<Option<u64>> = vec![None; labels.len()];
+    let mut t = a.start_ts;
+    for n in 0..a.commits {
+        let mut app = db.appender()?;
+        for _ in 0..a.per_commit {
+            for (i, l) in labels.iter().enumerate() {
+                let r = match refs[i] {
+                    Some(r) => app.append_ref(r, t, t as f64),
+                    None => app.append(l, t, t as f64),
+                }
+                .with_context(|| format!("append {l} @ {t}"))?;
+                refs[i] = Some(r);
+            }
+            t += a.step;
+        }
+        app.commit()?;
+        writeln!(out, "committed {}", t - a.step)?;
+        out.flush()?;
+        if a.compact_every > 0 && (n + 1) % a.compact_every == 0 {
+            db.compact()?;
+            // Compaction may drop series from the head: look them up again.
+            refs.iter_mut().for_each(|r| *r = None);
+        }
+    }
+    db.close()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,6 +64,7 @@ impl Block {
     fn open_inner(dir: &Path) -> Result<Arc<Block>> {
         let meta = meta::read_meta(dir)?;
         let index = IndexReader::open_file(dir.join("index"))?;
+        verify_series_section(&index)?;
         let chunks = ChunkReader::open(dir.join("chunks"))?;
         let tombstones = crate::tombstones::read_file(dir)?;
         let size = dir_size(dir);
@@ -135,6 +136,67 @@ impl Block {
         let b = self.clone();
         ids.into_iter()
             .map(move |id| b.index.series_labels(id).map(|(l, c)| (id, l, c)))
+    }
+}
+
+/// Checks the CRC of every entry of the index's series section (one sequential pass, no
+/// decoding), so that a block whose series are damaged is reported broken when it is opened
+/// (and left alone) rather than failing queries and compactions later. Returns the number of
+/// series entries.
+fn verify_series_section(ix: &IndexReader<memmap2::Mmap>) -> Result<u64> {
+    let b = ix.bytes();
+    let toc = ix.toc();
+    let toc_off = b.len().saturating_sub(crate::index::TOC_LEN);
+    let start = toc.series as usize;
+    if start == 0 {
+        return Ok(0);
+    }
+    // The series section ends where the next section starts.
+    let end = [
+        toc.label_indices,
+        toc.label_indices_table,
+        toc.postings,
+        toc.postings_table,
+    ]
+    .into_iter()
+    .map(|o| o as usize)
+    .filter(|&o| o >= start)
+    .min()
+    .unwrap_or(toc_off)
+    .min(toc_off);
+    let align = crate::index::SERIES_ALIGNMENT as usize;
+    let corrupt = |off: usize, d: String| Error::corrupt("index", ix.path(), off as u64, d);
+    let mut off = start;
+    let mut n = 0u64;
+    loop {
+        off = off.div_ceil(align) * align;
+        if off >= end {
+            return Ok(n);
+        }
+        let (len, w) = crate::encoding::uvarint(&b[off..end])
+            .ok_or_else(|| corrupt(off, "series entry: bad length varint".into()))?;
+        let body_start = off + w;
+        let body_end = usize::try_from(len)
+            .ok()
+            .and_then(|l| body_start.checked_add(l))
+            .filter(|&e| e.checked_add(4).is_some_and(|x| x <= end))
+            .ok_or_else(|| {
+                corrupt(
+                    off,
+                    format!("series entry of {len} bytes runs past the series section"),
+                )
+            })?;
+        let c = &b[body_end..body_end + 4];
+        if crate::encoding::crc32(&b[body_start..body_end])
+            != u32::from_be_bytes([c[0], c[1], c[2], c[3]])
+        {
+            return Err(corrupt(
+                off,
+                format!("series {} checksum mismatch", off / align),
+            ));
+        }
+        n += 1;
+        off = body_end + 4;
     }
 }
 

@@ -72,7 +72,8 @@ pub struct Db {
     head: Arc<Head>,
     blocks: RwLock<Vec<Arc<Block>>>,
     broken: Mutex<Vec<BrokenBlock>>,
-    _lock: Option<std::fs::File>,
+    /// The open `lock` file (flocked); dropped by `close`.
+    lock: Mutex<Option<std::fs::File>>,
     compact_mu: Mutex<()>,
     stopper: Arc<Stopper>,
     bg: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -138,7 +139,7 @@ impl Db {
             head,
             blocks: RwLock::new(blocks),
             broken: Mutex::new(broken),
-            _lock: lock,
+            lock: Mutex::new(lock),
             compact_mu: Mutex::new(()),
             stopper: Arc::new(Stopper {
                 stop: Mutex::new(false),
@@ -208,6 +209,10 @@ impl Db {
             return Ok(());
         }
         let _g = self.compact_mu.lock();
+        if self.closed.load(Ordering::Acquire) {
+            // The lock is released: another process may own the directory now.
+            return Err(Error::Closed);
+        }
         self.compact_head()?;
         self.compact_blocks()?;
         self.apply_retention()?;
@@ -324,6 +329,8 @@ impl Db {
         if let Some(c) = &self.head.chunk_disk {
             c.close()?;
         }
+        // Release the lock: another process may open the directory now.
+        drop(self.lock.lock().take());
         Ok(())
     }
 }

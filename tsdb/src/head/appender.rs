@@ -67,14 +67,18 @@ impl HeadAppender {
                     return Err(Error::DuplicateSampleForTimestamp);
                 }
             } else {
+                let window = self.head.opts.ooo_window;
+                let head_max = self.head_max.max(pt);
                 let d = s.data.lock();
-                d.fit(
-                    t,
-                    v,
-                    self.min_valid,
-                    self.head_max.max(pt),
-                    self.head.opts.ooo_window,
-                )?
+                match d.fit(t, v, self.min_valid, head_max, window)? {
+                    // Newer than the committed series but older than an earlier sample of
+                    // this batch: out of order (it would be dropped silently at commit).
+                    Fit::InOrder if window > 0 && t >= head_max.saturating_sub(window) => {
+                        Fit::OutOfOrder
+                    }
+                    Fit::InOrder => return Err(Error::OutOfOrderSample),
+                    f => f,
+                }
             }
         } else {
             let d = s.data.lock();
