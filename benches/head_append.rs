@@ -14,7 +14,8 @@
 //!   steady state of scraping).
 //!
 //! Both report samples/s (criterion `Throughput::Elements`). `STRATA_BENCH_SERIES` shrinks the
-//! series count for trial runs.
+//! series count for trial runs; `STRATA_BENCH_SAMPLES` changes the 10 samples per series of the
+//! memory measurement (e.g. 480 = 2h at 15 s, so that full chunks are cut to `chunks_head/`).
 
 mod common;
 
@@ -23,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use strata_tsdb::db::{Db, DbOptions};
+use strata_tsdb::head::series::DoneChunk;
+use strata_tsdb::head::MemSeries;
 use strata_tsdb::storage::{Appender, SeriesRef};
 use strata_tsdb::Labels;
 
@@ -83,6 +86,10 @@ fn ref_round(db: &Db, refs: &[SeriesRef], t: i64, round: i64) {
 
 fn bench(c: &mut Criterion) {
     let n = common::series_count(1_000_000);
+    let samples: i64 = std::env::var("STRATA_BENCH_SAMPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let labels = common::series_labels(n);
 
     // Memory per active series after 10 samples each, outside criterion's timing.
@@ -92,16 +99,23 @@ fn bench(c: &mut Criterion) {
     let start = Instant::now();
     let refs = create_round(&db, &labels, T0);
     let created = start.elapsed();
-    for round in 1..10 {
+    for round in 1..samples {
         ref_round(&db, &refs, T0 + round * STEP, round);
     }
     let loaded = start.elapsed();
     let rss1 = rss_bytes();
     eprintln!(
-        "load: {n} series x 10 samples in {:.2?} ({:.0} samples/s; creation round {:.2?})",
+        "load: {n} series x {samples} samples in {:.2?} ({:.0} samples/s; creation round {:.2?})",
         loaded,
-        (n * 10) as f64 / loaded.as_secs_f64(),
+        (n * samples as usize) as f64 / loaded.as_secs_f64(),
         created
+    );
+    eprintln!(
+        "sizes: MemSeries {} B, Label {} B, DoneChunk {} B, XorChunk {} B",
+        std::mem::size_of::<MemSeries>(),
+        std::mem::size_of::<strata_tsdb::Label>(),
+        std::mem::size_of::<DoneChunk>(),
+        std::mem::size_of::<strata_tsdb::chunkenc::XorChunk>(),
     );
     eprintln!(
         "RSS per series: {} bytes (VmRSS {} -> {} MiB, {} series in head)",
@@ -132,7 +146,7 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let mut round = 10;
+    let mut round = samples;
     g.bench_function("append_ref", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
