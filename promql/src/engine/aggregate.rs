@@ -186,16 +186,8 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
                 g.kahan_c = c;
             }
             AggregateOp::Group => {}
-            AggregateOp::Max => {
-                if g.value < f || g.value.is_nan() {
-                    g.value = f;
-                }
-            }
-            AggregateOp::Min => {
-                if g.value > f || g.value.is_nan() {
-                    g.value = f;
-                }
-            }
+            AggregateOp::Max if g.value < f || g.value.is_nan() => g.value = f,
+            AggregateOp::Min if g.value > f || g.value.is_nan() => g.value = f,
             AggregateOp::Count => g.count += 1.0,
             AggregateOp::Stddev | AggregateOp::Stdvar => {
                 g.count += 1.0;
@@ -325,11 +317,7 @@ fn k_aggregation(
                     }
                 }
             }
-            AggregateOp::Limitk => {
-                if g.samples.len() < k {
-                    g.samples.push(s);
-                }
-            }
+            AggregateOp::Limitk if g.samples.len() < k => g.samples.push(s),
             AggregateOp::LimitRatio => {
                 let offset = s.metric.stable_hash() as f64 / u64::MAX as f64;
                 if (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio) {
