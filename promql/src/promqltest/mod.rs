@@ -8,6 +8,7 @@
 pub mod compare;
 pub mod expand;
 pub mod literal;
+pub mod runner;
 pub mod script;
 pub mod series;
 
