@@ -367,7 +367,10 @@ impl<'a> Parser<'a> {
             }
             let (return_bool, matching) = self.parse_bin_modifiers()?;
             let next = if op.is_right_assoc() { prec } else { prec + 1 };
-            let rhs = self.parse_binary(next)?;
+            self.enter()?;
+            let rhs = self.parse_binary(next);
+            self.leave();
+            let rhs = rhs?;
             lhs = Expr::Binary(BinaryExpr {
                 op,
                 lhs: Box::new(lhs),
