@@ -79,7 +79,9 @@ pub fn parse(input: &str) -> Result<Expr> {
 pub fn parse_with(input: &str, opts: ParseOptions) -> Result<Expr> {
     let mut p = grammar::Parser::new(input, opts);
     let mut e = p.parse_top().map_err(Error::Parse)?;
-    check::Checker { input }.check(&mut e).map_err(Error::Parse)?;
+    check::Checker { input }
+        .check(&mut e)
+        .map_err(Error::Parse)?;
     Ok(e)
 }
 

@@ -27,7 +27,7 @@ pub use super::functions::{Function, FUNCTIONS};
 ///
 /// **Equality ignores positions**: two `PosRange`s always compare equal, so that ASTs compare by
 /// structure only.
-#[derive(Clone, Copy, Debug, Default, Hash)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct PosRange {
     pub start: usize,
     pub end: usize,
@@ -185,7 +185,12 @@ impl Duration {
     /// Resolves the duration for a query with the given step and range (end − start), both in
     /// ms, applying Prometheus's rules (`duration must be greater than 0` unless
     /// `allow_negative`, NaN/Inf rejected, result truncated to whole milliseconds).
-    pub fn resolve_ms(&self, step_ms: i64, range_ms: i64, allow_negative: bool) -> Result<i64, String> {
+    pub fn resolve_ms(
+        &self,
+        step_ms: i64,
+        range_ms: i64,
+        allow_negative: bool,
+    ) -> Result<i64, String> {
         match self {
             Duration::Ms(v) => Ok(*v),
             Duration::Expr(e) => {
@@ -270,11 +275,17 @@ impl DurationExpr {
             DurationExpr::Neg(e) => -e.eval_secs(step_ms, range_ms)?,
             DurationExpr::Paren(e) => e.eval_secs(step_ms, range_ms)?,
             DurationExpr::MinOf(a, b) => {
-                let (a, b) = (a.eval_secs(step_ms, range_ms)?, b.eval_secs(step_ms, range_ms)?);
+                let (a, b) = (
+                    a.eval_secs(step_ms, range_ms)?,
+                    b.eval_secs(step_ms, range_ms)?,
+                );
                 go_min(a, b)
             }
             DurationExpr::MaxOf(a, b) => {
-                let (a, b) = (a.eval_secs(step_ms, range_ms)?, b.eval_secs(step_ms, range_ms)?);
+                let (a, b) = (
+                    a.eval_secs(step_ms, range_ms)?,
+                    b.eval_secs(step_ms, range_ms)?,
+                );
                 go_max(a, b)
             }
             DurationExpr::Binary { op, lhs, rhs } => {
@@ -542,7 +553,12 @@ impl BinaryOp {
     pub fn is_comparison(self) -> bool {
         matches!(
             self,
-            BinaryOp::Eql | BinaryOp::Neq | BinaryOp::Gtr | BinaryOp::Lss | BinaryOp::Gte | BinaryOp::Lte
+            BinaryOp::Eql
+                | BinaryOp::Neq
+                | BinaryOp::Gtr
+                | BinaryOp::Lss
+                | BinaryOp::Gte
+                | BinaryOp::Lte
         )
     }
 
@@ -638,7 +654,9 @@ impl Expr {
             Expr::MatrixSelector(_) | Expr::Subquery(_) => ValueType::Matrix,
             Expr::Call(c) => c.func.return_type,
             Expr::Binary(b) => {
-                if b.lhs.value_type() == ValueType::Scalar && b.rhs.value_type() == ValueType::Scalar {
+                if b.lhs.value_type() == ValueType::Scalar
+                    && b.rhs.value_type() == ValueType::Scalar
+                {
                     ValueType::Scalar
                 } else {
                     ValueType::Vector

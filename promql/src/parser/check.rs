@@ -26,7 +26,11 @@ impl Checker<'_> {
         if t != want {
             return Err(self.err(
                 e.pos_range(),
-                format!("expected type {} in {ctx}, got {}", want.documented(), t.documented()),
+                format!(
+                    "expected type {} in {ctx}, got {}",
+                    want.documented(),
+                    t.documented()
+                ),
             ));
         }
         Ok(())
@@ -72,7 +76,11 @@ impl Checker<'_> {
                         "bool modifier can only be used on comparison operators",
                     ));
                 }
-                if b.op.is_comparison() && !b.return_bool && lt == ValueType::Scalar && rt == ValueType::Scalar {
+                if b.op.is_comparison()
+                    && !b.return_bool
+                    && lt == ValueType::Scalar
+                    && rt == ValueType::Scalar
+                {
                     return Err(self.err(
                         self.op_range(&b.lhs, &b.rhs),
                         "comparisons between scalars must use BOOL modifier",
@@ -89,7 +97,10 @@ impl Checker<'_> {
                             if vm.include.contains(l) {
                                 return Err(self.err(
                                     op_range,
-                                    format!("label {} must not occur in ON and GROUP clause at once", go_quote(l)),
+                                    format!(
+                                        "label {} must not occur in ON and GROUP clause at once",
+                                        go_quote(l)
+                                    ),
                                 ));
                             }
                         }
@@ -110,7 +121,10 @@ impl Checker<'_> {
                 if lt != ValueType::Vector || rt != ValueType::Vector {
                     if let Some(vm) = &b.matching {
                         if !vm.labels.is_empty() {
-                            return Err(self.err(whole, "vector matching only allowed between instant vectors"));
+                            return Err(self.err(
+                                whole,
+                                "vector matching only allowed between instant vectors",
+                            ));
                         }
                         if vm.fill_lhs.is_some() || vm.fill_rhs.is_some() {
                             return Err(self.err(
@@ -128,14 +142,22 @@ impl Checker<'_> {
                         ) {
                             return Err(self.err(
                                 whole,
-                                format!("no grouping allowed for {} operation", go_quote(b.op.as_str())),
+                                format!(
+                                    "no grouping allowed for {} operation",
+                                    go_quote(b.op.as_str())
+                                ),
                             ));
                         }
                         if vm.card != VectorMatchCardinality::ManyToMany {
-                            return Err(self.err(whole, "set operations must always be many-to-many"));
+                            return Err(
+                                self.err(whole, "set operations must always be many-to-many")
+                            );
                         }
                         if vm.fill_lhs.is_some() || vm.fill_rhs.is_some() {
-                            return Err(self.err(whole, "filling in missing series not allowed for set operators"));
+                            return Err(self.err(
+                                whole,
+                                "filling in missing series not allowed for set operators",
+                            ));
                         }
                     }
                 }
@@ -157,7 +179,10 @@ impl Checker<'_> {
                     if nargs != c.args.len() {
                         return Err(self.err(
                             c.pos,
-                            format!("expected {nargs} argument(s) in call to {name}, got {}", c.args.len()),
+                            format!(
+                                "expected {nargs} argument(s) in call to {name}, got {}",
+                                c.args.len()
+                            ),
                         ));
                     }
                 } else {
@@ -165,14 +190,20 @@ impl Checker<'_> {
                     if na > c.args.len() {
                         return Err(self.err(
                             c.pos,
-                            format!("expected at least {na} argument(s) in call to {name}, got {}", c.args.len()),
+                            format!(
+                                "expected at least {na} argument(s) in call to {name}, got {}",
+                                c.args.len()
+                            ),
                         ));
                     }
                     let max = na as i64 + f.variadic as i64;
                     if f.variadic > 0 && max < c.args.len() as i64 {
                         return Err(self.err(
                             c.pos,
-                            format!("expected at most {max} argument(s) in call to {name}, got {}", c.args.len()),
+                            format!(
+                                "expected at most {max} argument(s) in call to {name}, got {}",
+                                c.args.len()
+                            ),
                         ));
                     }
                 }
@@ -192,7 +223,10 @@ impl Checker<'_> {
                     let arg_pos = arg.pos_range();
                     match arg {
                         Expr::VectorSelector(vs) if vs.name.is_some() => {
-                            return Err(self.err(arg_pos, "expected label selectors only, got vector selector instead"))
+                            return Err(self.err(
+                                arg_pos,
+                                "expected label selectors only, got vector selector instead",
+                            ))
                         }
                         Expr::VectorSelector(vs) => vs.bypass_empty_matcher_check = true,
                         _ => return Err(self.err(arg_pos, "expected label selectors only")),
@@ -237,7 +271,10 @@ impl Checker<'_> {
                 if t != ValueType::Vector {
                     return Err(self.err(
                         s.pos,
-                        format!("subquery is only allowed on instant vector, got {} instead", t.api_name()),
+                        format!(
+                            "subquery is only allowed on instant vector, got {} instead",
+                            t.api_name()
+                        ),
                     ));
                 }
             }
@@ -265,7 +302,10 @@ impl Checker<'_> {
             return Ok(());
         }
         if !vs.bypass_empty_matcher_check && vs.matchers.iter().all(|m| m.matches("")) {
-            return Err(self.err(vs.pos, "vector selector must contain at least one non-empty matcher"));
+            return Err(self.err(
+                vs.pos,
+                "vector selector must contain at least one non-empty matcher",
+            ));
         }
         Ok(())
     }

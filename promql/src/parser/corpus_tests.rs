@@ -58,12 +58,18 @@ fn parse_cases(text: &str) -> Vec<Case> {
                 continue;
             }
         }
-        let Some(case) = cases.last_mut() else { continue };
+        let Some(case) = cases.last_mut() else {
+            continue;
+        };
         if let Some(q) = body.strip_prefix("query:") {
             case.query = yaml_scalar(q);
         } else if let Some(v) = body.strip_prefix("variant_args:") {
             let v = v.trim().trim_start_matches('[').trim_end_matches(']');
-            case.variant_args = v.split(',').map(yaml_scalar).filter(|s| !s.is_empty()).collect();
+            case.variant_args = v
+                .split(',')
+                .map(yaml_scalar)
+                .filter(|s| !s.is_empty())
+                .collect();
         } else if let Some(v) = body.strip_prefix("should_fail:") {
             case.should_fail = v.trim() == "true";
         }
@@ -76,17 +82,33 @@ fn variant_values(name: &str) -> Vec<&'static str> {
         "range" => vec!["1s", "15s", "1m", "5m", "15m", "1h"],
         "offset" => vec!["1m", "5m", "10m"],
         "simpleAggrOp" => vec!["sum", "avg", "max", "min", "count", "stddev", "stdvar"],
-        "simpleTimeAggrOp" => vec!["sum", "avg", "max", "min", "count", "stddev", "stdvar", "absent", "last"],
+        "simpleTimeAggrOp" => vec![
+            "sum", "avg", "max", "min", "count", "stddev", "stdvar", "absent", "last",
+        ],
         "topBottomOp" => vec!["topk", "bottomk"],
-        "quantile" => vec!["-0.5", "0.1", "0.5", "0.75", "0.95", "0.90", "0.99", "1", "1.5"],
+        "quantile" => vec![
+            "-0.5", "0.1", "0.5", "0.75", "0.95", "0.90", "0.99", "1", "1.5",
+        ],
         "arithBinOp" => vec!["+", "-", "*", "/", "%", "^"],
         "compBinOp" => vec!["==", "!=", "<", ">", "<=", ">="],
-        "binOp" => vec!["+", "-", "*", "/", "%", "^", "==", "!=", "<", ">", "<=", ">="],
-        "simpleMathFunc" => vec!["abs", "ceil", "floor", "exp", "sqrt", "ln", "log2", "log10", "round"],
+        "binOp" => vec![
+            "+", "-", "*", "/", "%", "^", "==", "!=", "<", ">", "<=", ">=",
+        ],
+        "simpleMathFunc" => vec![
+            "abs", "ceil", "floor", "exp", "sqrt", "ln", "log2", "log10", "round",
+        ],
         "extrapolatedRateFunc" => vec!["delta", "rate", "increase"],
         "clampFunc" => vec!["clamp_min", "clamp_max"],
         "instantRateFunc" => vec!["idelta", "irate"],
-        "dateFunc" => vec!["day_of_month", "day_of_week", "days_in_month", "hour", "minute", "month", "year"],
+        "dateFunc" => vec![
+            "day_of_month",
+            "day_of_week",
+            "days_in_month",
+            "hour",
+            "minute",
+            "month",
+            "year",
+        ],
         "smoothingFactor" | "trendFactor" => vec!["0.1", "0.5", "0.8"],
         other => panic!("unknown template variable {other}"),
     }
@@ -100,7 +122,9 @@ fn expand(case: &Case) -> Vec<String> {
             .iter()
             .flat_map(|q| {
                 let ph = &placeholder;
-                variant_values(arg).into_iter().map(move |v| q.replace(ph, v))
+                variant_values(arg)
+                    .into_iter()
+                    .map(move |v| q.replace(ph, v))
             })
             .collect();
     }
@@ -125,7 +149,8 @@ fn compliance_queries_parse() {
                 Ok(e) => {
                     // The printed form must parse back to the same tree.
                     let printed = e.to_string();
-                    let again = parse(&printed).unwrap_or_else(|err| panic!("{q} printed as {printed}: {err}"));
+                    let again = parse(&printed)
+                        .unwrap_or_else(|err| panic!("{q} printed as {printed}: {err}"));
                     assert!(super::tests::ast_eq(&again, &e), "{q} -> {printed}");
                 }
                 Err(err) if case.should_fail => {
@@ -138,7 +163,11 @@ fn compliance_queries_parse() {
     }
     eprintln!("compliance: {total} queries, {} parsed, {parse_failures_expected} should_fail rejected by the parser", total - parse_failures_expected - bad.len());
     assert_eq!(total, 539);
-    assert!(bad.is_empty(), "queries that failed to parse:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "queries that failed to parse:\n{}",
+        bad.join("\n")
+    );
     // Only `{__name__=~".*"}` is a parse-time failure; the other should_fail cases
     // (label_replace/label_join with bad arguments) fail at evaluation.
     assert_eq!(parse_failures_expected, 1);
@@ -160,9 +189,18 @@ fn collect_evals() -> Vec<Eval> {
         .filter(|p| p.extension().is_some_and(|x| x == "test"))
         .collect();
     files.sort();
-    assert!(files.len() >= 21, "expected the 21 Prometheus .test files in {dir}");
-    let instant = regex::Regex::new(r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$").unwrap();
-    let range = regex::Regex::new(r"^eval(?:_(fail|warn|info))?\s+range\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+?)\s+(.+)$").unwrap();
+    assert!(
+        files.len() >= 21,
+        "expected the 21 Prometheus .test files in {dir}"
+    );
+    let instant = regex::Regex::new(
+        r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$",
+    )
+    .unwrap();
+    let range = regex::Regex::new(
+        r"^eval(?:_(fail|warn|info))?\s+range\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+?)\s+(.+)$",
+    )
+    .unwrap();
     let mut evals = Vec::new();
     for f in files {
         let text = read(f.to_str().unwrap());
@@ -207,8 +245,17 @@ fn test_script_expressions_parse() {
                 ok += 1;
                 let printed = e.to_string();
                 match parse(&printed) {
-                    Ok(again) => assert!(super::tests::ast_eq(&again, &e), "{}:{} {} -> {printed}", ev.file, ev.line, ev.expr),
-                    Err(err) => panic!("{}:{} {} printed as {printed}: {err}", ev.file, ev.line, ev.expr),
+                    Ok(again) => assert!(
+                        super::tests::ast_eq(&again, &e),
+                        "{}:{} {} -> {printed}",
+                        ev.file,
+                        ev.line,
+                        ev.expr
+                    ),
+                    Err(err) => panic!(
+                        "{}:{} {} printed as {printed}: {err}",
+                        ev.file, ev.line, ev.expr
+                    ),
                 }
             }
             Err(_) if ev.expect_fail => failed_expected += 1,
@@ -222,5 +269,9 @@ fn test_script_expressions_parse() {
         bad.len()
     );
     assert!(evals.len() > 2000);
-    assert!(bad.is_empty(), "expressions that failed to parse:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "expressions that failed to parse:\n{}",
+        bad.join("\n")
+    );
 }

@@ -123,10 +123,16 @@ pub(crate) fn parse_number(s: &str) -> Result<f64, String> {
         _ => {}
     }
     let clean: String = s.chars().filter(|c| *c != '_').collect();
-    if let Some(hex) = clean.strip_prefix("0x").or_else(|| clean.strip_prefix("0X")) {
-        return i64::from_str_radix(hex, 16)
-            .map(|v| v as f64)
-            .map_err(|_| format!("strconv.ParseFloat: parsing {}: invalid syntax", super::lexer::go_quote(s)));
+    if let Some(hex) = clean
+        .strip_prefix("0x")
+        .or_else(|| clean.strip_prefix("0X"))
+    {
+        return i64::from_str_radix(hex, 16).map(|v| v as f64).map_err(|_| {
+            format!(
+                "strconv.ParseFloat: parsing {}: invalid syntax",
+                super::lexer::go_quote(s)
+            )
+        });
     }
     if clean.len() > 1 && clean.starts_with('0') && clean.bytes().all(|b| b.is_ascii_digit()) {
         if let Ok(v) = i64::from_str_radix(&clean[1..], 8) {
@@ -142,7 +148,10 @@ pub(crate) fn parse_number(s: &str) -> Result<f64, String> {
             super::lexer::go_quote(s)
         )),
         Ok(v) => Ok(v),
-        Err(_) => Err(format!("strconv.ParseFloat: parsing {}: invalid syntax", super::lexer::go_quote(s))),
+        Err(_) => Err(format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            super::lexer::go_quote(s)
+        )),
     }
 }
 
@@ -167,13 +176,17 @@ pub(crate) fn parse_duration_ms(s: &str) -> Result<i64, String> {
     let mut total: u64 = 0;
     let mut last_unit: Option<usize> = None;
     while !rest.is_empty() {
-        let nd = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let nd = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if nd == 0 {
             return Err(invalid());
         }
         let v: u64 = rest[..nd].parse().map_err(|_| invalid())?;
         rest = &rest[nd..];
-        let nu = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let nu = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if nu == 0 {
             return Err(invalid());
         }
@@ -205,7 +218,8 @@ pub(crate) fn parse_duration_ms(s: &str) -> Result<i64, String> {
 }
 
 fn duration_literal_out_of_range(secs: f64) -> bool {
-    secs > 9_223_372_036.854_775_807 || secs < -9_223_372_036.854_775_808
+    let bound = i64::MAX as f64 / 1e9;
+    !(-bound..=bound).contains(&secs)
 }
 
 /// Rounds literal seconds to ms (Prometheus rounds to ns; Strata keeps ms).
@@ -348,10 +362,7 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_binary_rest(&mut self, mut lhs: Expr, min_prec: u8) -> PResult<Expr> {
-        loop {
-            let Some(op) = binop(self.peek_t()) else {
-                break;
-            };
+        while let Some(op) = binop(self.peek_t()) {
             let prec = op.precedence();
             if prec < min_prec {
                 break;
@@ -433,7 +444,9 @@ impl<'a> Parser<'a> {
             }
             _ => {}
         }
-        if (vm.fill_lhs.is_some() || vm.fill_rhs.is_some()) && !self.opts.enable_binop_fill_modifiers {
+        if (vm.fill_lhs.is_some() || vm.fill_rhs.is_some())
+            && !self.opts.enable_binop_fill_modifiers
+        {
             let end = self.toks[self.i.saturating_sub(1)].end();
             return Err(self.err(
                 PosRange::new(start, end),
@@ -499,7 +512,10 @@ impl<'a> Parser<'a> {
                 if v.is_empty() {
                     return Err(self.err(
                         Self::tok_range(&t),
-                        format!("invalid label name for grouping: {}", super::lexer::go_quote(&v)),
+                        format!(
+                            "invalid label name for grouping: {}",
+                            super::lexer::go_quote(&v)
+                        ),
                     ));
                 }
                 labels.push(v);
@@ -538,7 +554,11 @@ impl<'a> Parser<'a> {
                         pos: PosRange::new(op_tok.pos, end),
                     },
                     e => Expr::Unary {
-                        op: if op_tok.t == T::Sub { UnaryOp::Neg } else { UnaryOp::Pos },
+                        op: if op_tok.t == T::Sub {
+                            UnaryOp::Neg
+                        } else {
+                            UnaryOp::Pos
+                        },
                         expr: Box::new(e),
                         pos: PosRange::new(op_tok.pos, end),
                     },
@@ -573,13 +593,19 @@ impl<'a> Parser<'a> {
         let name = if anchored { "anchored" } else { "smoothed" };
         let range = e.pos_range();
         if !self.opts.enable_extended_range_selectors {
-            return Err(self.err(range, format!("{name} modifier is experimental and not enabled")));
+            return Err(self.err(
+                range,
+                format!("{name} modifier is experimental and not enabled"),
+            ));
         }
         let vs = match &mut e {
             Expr::VectorSelector(vs) => vs,
             Expr::MatrixSelector(m) => &mut m.vector,
             Expr::Subquery(_) => {
-                return Err(self.err(range, format!("{name} modifier is not supported for subqueries")))
+                return Err(self.err(
+                    range,
+                    format!("{name} modifier is not supported for subqueries"),
+                ))
             }
             _ => return Err(self.err(range, format!("{name} modifier not implemented"))),
         };
@@ -589,7 +615,10 @@ impl<'a> Parser<'a> {
             vs.smoothed = true;
         }
         if vs.anchored && vs.smoothed {
-            return Err(self.err(range, "anchored and smoothed modifiers cannot be used together"));
+            return Err(self.err(
+                range,
+                "anchored and smoothed modifiers cannot be used together",
+            ));
         }
         Ok(e)
     }
@@ -714,7 +743,9 @@ impl<'a> Parser<'a> {
                     Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => vs,
                     other => {
                         let msg = match &other {
-                            Expr::VectorSelector(vs) if vs.offset.is_some() => "no offset modifiers allowed before range",
+                            Expr::VectorSelector(vs) if vs.offset.is_some() => {
+                                "no offset modifiers allowed before range"
+                            }
                             Expr::VectorSelector(_) => "no @ modifiers allowed before range",
                             _ => "ranges only allowed for vector selectors",
                         };
@@ -761,7 +792,15 @@ impl<'a> Parser<'a> {
     fn starts_duration_expr(&self) -> bool {
         matches!(
             self.peek_t(),
-            T::Number | T::Duration | T::Add | T::Sub | T::LParen | T::Step | T::Range | T::MinOf | T::MaxOf
+            T::Number
+                | T::Duration
+                | T::Add
+                | T::Sub
+                | T::LParen
+                | T::Step
+                | T::Range
+                | T::MinOf
+                | T::MaxOf
         )
     }
 
@@ -808,7 +847,9 @@ impl<'a> Parser<'a> {
             _ => None,
         };
         let atom = match self.peek_t() {
-            T::Number | T::Duration | T::Step | T::Range | T::MinOf | T::MaxOf | T::LParen => self.parse_dur_atom()?,
+            T::Number | T::Duration | T::Step | T::Range | T::MinOf | T::MaxOf | T::LParen => {
+                self.parse_dur_atom()?
+            }
             _ => return Err(self.unexpected("offset", "number, duration, step(), or range()")),
         };
         let literal = atom.literal;
@@ -828,7 +869,14 @@ impl<'a> Parser<'a> {
                 return Ok(Duration::Ms(secs_to_ms_round(v)));
             }
         }
-        self.finish_duration(DurParsed { expr, pos, literal: false }, true)
+        self.finish_duration(
+            DurParsed {
+                expr,
+                pos,
+                literal: false,
+            },
+            true,
+        )
     }
 
     fn dur_op(t: T) -> Option<DurationOp> {
@@ -869,11 +917,19 @@ impl<'a> Parser<'a> {
             if !self.starts_duration_expr() {
                 return Err(self.unexpected("", ""));
             }
-            let rhs = self.parse_dur_binary(if op == DurationOp::Pow { prec } else { prec + 1 })?;
+            let rhs = self.parse_dur_binary(if op == DurationOp::Pow {
+                prec
+            } else {
+                prec + 1
+            })?;
             if matches!(op, DurationOp::Div | DurationOp::Mod) && rhs.literal {
                 if let DurationExpr::Number(v) = rhs.expr {
                     if v == 0.0 {
-                        let what = if op == DurationOp::Div { "division by zero" } else { "modulo by zero" };
+                        let what = if op == DurationOp::Div {
+                            "division by zero"
+                        } else {
+                            "modulo by zero"
+                        };
                         return Err(self.err(Self::tok_range(&op_tok), what));
                     }
                 }
@@ -946,7 +1002,11 @@ impl<'a> Parser<'a> {
                 self.expect(T::LParen, "", "")?;
                 let rp = self.expect(T::RParen, "", "")?;
                 Ok(DurParsed {
-                    expr: if t.t == T::Step { DurationExpr::Step } else { DurationExpr::Range },
+                    expr: if t.t == T::Step {
+                        DurationExpr::Step
+                    } else {
+                        DurationExpr::Range
+                    },
                     pos: PosRange::new(t.pos, rp.end()),
                     literal: false,
                 })
@@ -960,7 +1020,11 @@ impl<'a> Parser<'a> {
                 let rp = self.expect(T::RParen, "", "")?;
                 let (a, b) = (Box::new(a.expr), Box::new(b.expr));
                 Ok(DurParsed {
-                    expr: if t.t == T::MinOf { DurationExpr::MinOf(a, b) } else { DurationExpr::MaxOf(a, b) },
+                    expr: if t.t == T::MinOf {
+                        DurationExpr::MinOf(a, b)
+                    } else {
+                        DurationExpr::MaxOf(a, b)
+                    },
                     pos: PosRange::new(t.pos, rp.end()),
                     literal: false,
                 })
@@ -986,7 +1050,10 @@ impl<'a> Parser<'a> {
         unquote_string(&t.val).map_err(|e| {
             self.err(
                 Self::tok_range(t),
-                format!("error unquoting string {}: {e}", super::lexer::go_quote(&t.val)),
+                format!(
+                    "error unquoting string {}: {e}",
+                    super::lexer::go_quote(&t.val)
+                ),
             )
         })
     }
@@ -1019,7 +1086,9 @@ impl<'a> Parser<'a> {
                 })
             }
             T::LBrace => Ok(Expr::VectorSelector(self.parse_vector_selector()?)),
-            T::Agg(op) if matches!(self.peek2_t(), T::LParen | T::By | T::Without) => self.parse_aggregate(op),
+            T::Agg(op) if matches!(self.peek2_t(), T::LParen | T::By | T::Without) => {
+                self.parse_aggregate(op)
+            }
             T::Identifier | T::Start | T::End | T::Step | T::Range | T::MaxOf | T::MinOf
                 if self.peek2_t() == T::LParen =>
             {
@@ -1037,7 +1106,10 @@ impl<'a> Parser<'a> {
         let Some(func) = get_function(name) else {
             return Err(self.err(
                 name_range,
-                format!("unknown function with name {}", super::lexer::go_quote(name)),
+                format!(
+                    "unknown function with name {}",
+                    super::lexer::go_quote(name)
+                ),
             ));
         };
         if func.experimental && !self.opts.enable_experimental_functions {
@@ -1135,7 +1207,8 @@ impl<'a> Parser<'a> {
         let (without, grouping) = grouping.unwrap_or((false, Vec::new()));
         Ok(Expr::Aggregate(AggregateExpr {
             op,
-            expr: expr.ok_or_else(|| self.err(pos, "no arguments for aggregate expression provided"))?,
+            expr: expr
+                .ok_or_else(|| self.err(pos, "no arguments for aggregate expression provided"))?,
             param,
             grouping,
             without,
@@ -1224,15 +1297,22 @@ impl<'a> Parser<'a> {
         }
         let value_tok = self.bump();
         let value = self.unquote(&value_tok)?;
-        Matcher::new(typ, name, value)
-            .map_err(|e| self.err(PosRange::new(label.pos, value_tok.end()), regex_error_message(&e)))
+        Matcher::new(typ, name, value).map_err(|e| {
+            self.err(
+                PosRange::new(label.pos, value_tok.end()),
+                regex_error_message(&e),
+            )
+        })
     }
 }
 
 fn regex_error_message(e: &strata_tsdb::Error) -> String {
     match e {
         strata_tsdb::Error::InvalidRegex { detail, .. } => {
-            format!("error parsing regexp: {}", detail.lines().last().unwrap_or(detail).trim())
+            format!(
+                "error parsing regexp: {}",
+                detail.lines().last().unwrap_or(detail).trim()
+            )
         }
         other => other.to_string(),
     }

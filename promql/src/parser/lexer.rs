@@ -472,7 +472,10 @@ impl<'a> Lexer<'a> {
             Some('!') => {
                 let t = self.next();
                 if t != Some('=') {
-                    return self.errorf(format!("unexpected character after '!': {}", go_quote_rune(t)));
+                    return self.errorf(format!(
+                        "unexpected character after '!': {}",
+                        go_quote_rune(t)
+                    ));
                 }
                 self.emit(T::Neq)
             }
@@ -494,7 +497,10 @@ impl<'a> Lexer<'a> {
                     self.emit(T::Gtr)
                 }
             }
-            Some(c) if c.is_ascii_digit() || (c == '.' && matches!(self.peek(), Some(d) if d.is_ascii_digit())) => {
+            Some(c)
+                if c.is_ascii_digit()
+                    || (c == '.' && matches!(self.peek(), Some(d) if d.is_ascii_digit())) =>
+            {
                 self.backup();
                 return self.number_or_duration();
             }
@@ -535,7 +541,10 @@ impl<'a> Lexer<'a> {
                     if let Some(t) = self.out.pop() {
                         self.start = t.pos;
                     }
-                    return self.errorf(format!("unexpected right parenthesis {}", go_quote_rune(Some(')'))));
+                    return self.errorf(format!(
+                        "unexpected right parenthesis {}",
+                        go_quote_rune(Some(')'))
+                    ));
                 }
             }
             Some('{') => {
@@ -544,7 +553,10 @@ impl<'a> Lexer<'a> {
             }
             Some('[') => {
                 if self.bracket_open {
-                    return self.errorf(format!("unexpected left bracket {}", go_quote_rune(Some('['))));
+                    return self.errorf(format!(
+                        "unexpected left bracket {}",
+                        go_quote_rune(Some('['))
+                    ));
                 }
                 self.got_colon = false;
                 self.emit(T::LBracket);
@@ -554,13 +566,18 @@ impl<'a> Lexer<'a> {
             }
             Some(']') => {
                 if !self.bracket_open {
-                    return self.errorf(format!("unexpected right bracket {}", go_quote_rune(Some(']'))));
+                    return self.errorf(format!(
+                        "unexpected right bracket {}",
+                        go_quote_rune(Some(']'))
+                    ));
                 }
                 self.emit(T::RBracket);
                 self.bracket_open = false;
             }
             Some('@') => self.emit(T::At),
-            Some(c) => return self.errorf(format!("unexpected character: {}", go_quote_rune(Some(c)))),
+            Some(c) => {
+                return self.errorf(format!("unexpected character: {}", go_quote_rune(Some(c))))
+            }
         }
         false
     }
@@ -578,7 +595,8 @@ impl<'a> Lexer<'a> {
             }
             Some(':') => {
                 if !self.got_duration {
-                    return self.errorf("unexpected colon before duration in duration expression".into());
+                    return self
+                        .errorf("unexpected colon before duration in duration expression".into());
                 }
                 if self.got_colon {
                     return self.errorf("unexpected repeated colon in duration expression".into());
@@ -598,7 +616,10 @@ impl<'a> Lexer<'a> {
                     if let Some(t) = self.out.pop() {
                         self.start = t.pos;
                     }
-                    return self.errorf(format!("unexpected right parenthesis {}", go_quote_rune(Some(')'))));
+                    return self.errorf(format!(
+                        "unexpected right parenthesis {}",
+                        go_quote_rune(Some(')'))
+                    ));
                 }
             }
             Some(c) if is_space(c) => self.skip_spaces(),
@@ -617,7 +638,10 @@ impl<'a> Lexer<'a> {
                     ));
                 }
             }
-            Some(c) if c.is_ascii_digit() || (c == '.' && matches!(self.peek(), Some(d) if d.is_ascii_digit())) => {
+            Some(c)
+                if c.is_ascii_digit()
+                    || (c == '.' && matches!(self.peek(), Some(d) if d.is_ascii_digit())) =>
+            {
                 self.backup();
                 self.got_duration = true;
                 self.in_duration_expr = false;
@@ -686,7 +710,12 @@ impl<'a> Lexer<'a> {
                     ))
                 }
             },
-            Some('{') => return self.errorf(format!("unexpected left brace {}", go_quote_rune(Some('{')))),
+            Some('{') => {
+                return self.errorf(format!(
+                    "unexpected left brace {}",
+                    go_quote_rune(Some('{'))
+                ))
+            }
             Some('}') => {
                 self.emit(T::RBrace);
                 self.brace_open = false;
@@ -748,7 +777,10 @@ impl<'a> Lexer<'a> {
                 if ch.is_none() {
                     return Some("escape sequence not terminated".into());
                 }
-                return Some(format!("illegal character {} in escape sequence", go_unicode(ch)));
+                return Some(format!(
+                    "illegal character {} in escape sequence",
+                    go_unicode(ch)
+                ));
             }
             x = x.wrapping_mul(base).wrapping_add(d);
             n -= 1;
@@ -805,7 +837,10 @@ impl<'a> Lexer<'a> {
             return false;
         }
         let text = self.input[self.start..self.pos].to_string();
-        self.errorf(format!("bad number or duration syntax: {}", go_quote(&text)))
+        self.errorf(format!(
+            "bad number or duration syntax: {}",
+            go_quote(&text)
+        ))
     }
 
     fn accept_remaining_duration(&mut self) -> bool {
@@ -912,21 +947,37 @@ mod tests {
                 T::Eof
             ]
         );
-        assert_eq!(types("a:b{c=~'d'} # comment"), vec![
-            T::MetricIdentifier,
-            T::LBrace,
-            T::Identifier,
-            T::EqlRegex,
-            T::Str,
-            T::RBrace,
-            T::Eof
-        ]);
-        assert_eq!(types("fill + fill(1)"), vec![T::Identifier, T::Add, T::Fill, T::LParen, T::Number, T::RParen, T::Eof]);
+        assert_eq!(
+            types("a:b{c=~'d'} # comment"),
+            vec![
+                T::MetricIdentifier,
+                T::LBrace,
+                T::Identifier,
+                T::EqlRegex,
+                T::Str,
+                T::RBrace,
+                T::Eof
+            ]
+        );
+        assert_eq!(
+            types("fill + fill(1)"),
+            vec![
+                T::Identifier,
+                T::Add,
+                T::Fill,
+                T::LParen,
+                T::Number,
+                T::RParen,
+                T::Eof
+            ]
+        );
     }
 
     #[test]
     fn numbers() {
-        for n in ["1", "0x1f", "1e3", "1.5e-3", ".5", "1_000", "0x_1F", "5.", "Inf", "NaN", "nan"] {
+        for n in [
+            "1", "0x1f", "1e3", "1.5e-3", ".5", "1_000", "0x_1F", "5.", "Inf", "NaN", "nan",
+        ] {
             assert_eq!(types(n), vec![T::Number, T::Eof], "{n}");
         }
         for d in ["5m", "1h30m", "100ms", "1y2w", "5y1hs"] {
@@ -949,7 +1000,10 @@ mod tests {
     fn string_errors() {
         let e = |s: &str| lex(s).last().unwrap().val.clone();
         assert_eq!(e(r#""\c""#), "unknown escape sequence U+0063 'c'");
-        assert_eq!(e(r#""\x.""#), "illegal character U+002E '.' in escape sequence");
+        assert_eq!(
+            e(r#""\x.""#),
+            "illegal character U+002E '.' in escape sequence"
+        );
         assert_eq!(e("\"abc"), "unterminated quoted string");
         assert_eq!(e("`abc"), "unterminated raw string");
         assert_eq!(e(r#""\"#), "escape sequence not terminated");

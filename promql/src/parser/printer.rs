@@ -183,7 +183,10 @@ impl VectorSelector {
             .matchers
             .iter()
             .filter(|m| {
-                !(m.name == METRIC_NAME && m.typ == MatchType::Equal && m.value == name && !m.value.is_empty())
+                !(m.name == METRIC_NAME
+                    && m.typ == MatchType::Equal
+                    && m.value == name
+                    && !m.value.is_empty())
             })
             .map(matcher_string)
             .collect();
@@ -209,7 +212,13 @@ impl VectorSelector {
 impl Display for VectorSelector {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         self.write_base(f)?;
-        write!(f, "{}{}{}", format_at(&self.at), self.extended(), format_offset(&self.offset))
+        write!(
+            f,
+            "{}{}{}",
+            format_at(&self.at),
+            self.extended(),
+            format_offset(&self.offset)
+        )
     }
 }
 

@@ -12,8 +12,28 @@ use strata_tsdb::{MatchType, Matcher};
 use super::tests::ast_eq;
 use super::*;
 
-const NAMES: &[&str] = &["foo", "bar_total", "a:b:c", "by", "sum", "offset", "start", "step", "fill", "and"];
-const LABELS: &[&str] = &["job", "instance", "on", "by", "a.b", "le", "__name__x", "ünï"];
+const NAMES: &[&str] = &[
+    "foo",
+    "bar_total",
+    "a:b:c",
+    "by",
+    "sum",
+    "offset",
+    "start",
+    "step",
+    "fill",
+    "and",
+];
+const LABELS: &[&str] = &[
+    "job",
+    "instance",
+    "on",
+    "by",
+    "a.b",
+    "le",
+    "__name__x",
+    "ünï",
+];
 const VALUES: &[&str] = &["", "x", "a\"b", "ü\n\t", "a.*", "b|c", "\\"];
 
 fn pos() -> PosRange {
@@ -21,11 +41,25 @@ fn pos() -> PosRange {
 }
 
 fn arb_matcher() -> impl Strategy<Value = Matcher> {
-    (0..4u8, prop::sample::select(LABELS), prop::sample::select(VALUES)).prop_map(|(t, n, v)| {
-        let typ = [MatchType::Equal, MatchType::NotEqual, MatchType::Regexp, MatchType::NotRegexp][t as usize];
-        let v = if matches!(typ, MatchType::Regexp | MatchType::NotRegexp) && v == "\\" { "x" } else { v };
-        Matcher::new(typ, n, v).unwrap_or_else(|_| Matcher::equal(n, v))
-    })
+    (
+        0..4u8,
+        prop::sample::select(LABELS),
+        prop::sample::select(VALUES),
+    )
+        .prop_map(|(t, n, v)| {
+            let typ = [
+                MatchType::Equal,
+                MatchType::NotEqual,
+                MatchType::Regexp,
+                MatchType::NotRegexp,
+            ][t as usize];
+            let v = if matches!(typ, MatchType::Regexp | MatchType::NotRegexp) && v == "\\" {
+                "x"
+            } else {
+                v
+            };
+            Matcher::new(typ, n, v).unwrap_or_else(|_| Matcher::equal(n, v))
+        })
 }
 
 fn arb_at() -> impl Strategy<Value = Option<AtModifier>> {
@@ -42,15 +76,33 @@ fn arb_dyn_dur() -> BoxedStrategy<DurationExpr> {
     leaf.prop_recursive(3, 8, 2, |inner| {
         prop_oneof![
             inner.clone().prop_map(|e| DurationExpr::Paren(Box::new(e))),
-            inner.clone().prop_map(|e| DurationExpr::Neg(Box::new(DurationExpr::Paren(Box::new(e))))),
-            (inner.clone(), 1..100_000u32).prop_map(|(e, n)| DurationExpr::MinOf(Box::new(e), Box::new(DurationExpr::Number(n as f64 / 1000.0)))),
+            inner
+                .clone()
+                .prop_map(|e| DurationExpr::Neg(Box::new(DurationExpr::Paren(Box::new(e))))),
+            (inner.clone(), 1..100_000u32).prop_map(|(e, n)| DurationExpr::MinOf(
+                Box::new(e),
+                Box::new(DurationExpr::Number(n as f64 / 1000.0))
+            )),
             (inner.clone(), 0..6u8, 1..1000u32).prop_map(|(e, o, n)| {
-                let op = [DurationOp::Add, DurationOp::Sub, DurationOp::Mul, DurationOp::Div, DurationOp::Mod, DurationOp::Pow][o as usize];
+                let op = [
+                    DurationOp::Add,
+                    DurationOp::Sub,
+                    DurationOp::Mul,
+                    DurationOp::Div,
+                    DurationOp::Mod,
+                    DurationOp::Pow,
+                ][o as usize];
                 let l = match e {
-                    e @ (DurationExpr::Binary { .. } | DurationExpr::Neg(_)) => DurationExpr::Paren(Box::new(e)),
+                    e @ (DurationExpr::Binary { .. } | DurationExpr::Neg(_)) => {
+                        DurationExpr::Paren(Box::new(e))
+                    }
                     e => e,
                 };
-                DurationExpr::Binary { op, lhs: Box::new(l), rhs: Box::new(DurationExpr::Number(n as f64)) }
+                DurationExpr::Binary {
+                    op,
+                    lhs: Box::new(l),
+                    rhs: Box::new(DurationExpr::Number(n as f64)),
+                }
             }),
         ]
     })
@@ -104,7 +156,10 @@ fn arb_vs() -> impl Strategy<Value = VectorSelector> {
 /// Wraps `e` in parentheses unless it is a primary expression.
 fn primary(e: Expr) -> Expr {
     match e {
-        Expr::Binary(_) | Expr::Unary { .. } | Expr::NumberLiteral { .. } => Expr::Paren { expr: Box::new(e), pos: pos() },
+        Expr::Binary(_) | Expr::Unary { .. } | Expr::NumberLiteral { .. } => Expr::Paren {
+            expr: Box::new(e),
+            pos: pos(),
+        },
         e => e,
     }
 }
@@ -119,13 +174,22 @@ fn operand(e: Expr, op: BinaryOp, is_lhs: bool) -> Expr {
         _ => false,
     };
     if wrap {
-        Expr::Paren { expr: Box::new(e), pos: pos() }
+        Expr::Paren {
+            expr: Box::new(e),
+            pos: pos(),
+        }
     } else {
         e
     }
 }
 
-fn binary(op: BinaryOp, l: Expr, r: Expr, matching: Option<VectorMatching>, return_bool: bool) -> Expr {
+fn binary(
+    op: BinaryOp,
+    l: Expr,
+    r: Expr,
+    matching: Option<VectorMatching>,
+    return_bool: bool,
+) -> Expr {
     Expr::Binary(BinaryExpr {
         op,
         lhs: Box::new(operand(l, op, true)),
@@ -139,25 +203,65 @@ fn arb_scalar_leaf() -> impl Strategy<Value = Expr> {
     prop_oneof![
         (0.0..1e12f64).prop_map(Expr::number),
         Just(Expr::number(f64::NAN)),
-        Just(Expr::Call(Call { func: get_function("time").unwrap(), args: vec![], pos: pos() })),
+        Just(Expr::Call(Call {
+            func: get_function("time").unwrap(),
+            args: vec![],
+            pos: pos()
+        })),
     ]
 }
 
-const ARITH: &[BinaryOp] = &[BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Mod, BinaryOp::Pow, BinaryOp::Atan2];
-const CMP: &[BinaryOp] = &[BinaryOp::Eql, BinaryOp::Neq, BinaryOp::Gtr, BinaryOp::Lss, BinaryOp::Gte, BinaryOp::Lte];
+const ARITH: &[BinaryOp] = &[
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Div,
+    BinaryOp::Mod,
+    BinaryOp::Pow,
+    BinaryOp::Atan2,
+];
+const CMP: &[BinaryOp] = &[
+    BinaryOp::Eql,
+    BinaryOp::Neq,
+    BinaryOp::Gtr,
+    BinaryOp::Lss,
+    BinaryOp::Gte,
+    BinaryOp::Lte,
+];
 const SET: &[BinaryOp] = &[BinaryOp::And, BinaryOp::Or, BinaryOp::Unless];
 
 fn arb_vector_matching(set: bool) -> impl Strategy<Value = VectorMatching> {
-    (any::<bool>(), prop::collection::vec(prop::sample::select(LABELS), 0..3), 0..3u8, prop::collection::vec(prop::sample::select(&["x", "y", "group_left"][..]), 0..2), 0..4u8)
+    (
+        any::<bool>(),
+        prop::collection::vec(prop::sample::select(LABELS), 0..3),
+        0..3u8,
+        prop::collection::vec(prop::sample::select(&["x", "y", "group_left"][..]), 0..2),
+        0..4u8,
+    )
         .prop_map(move |(on, labels, card, include, fill)| {
             let labels: Vec<String> = labels.into_iter().map(String::from).collect();
             let card = if set {
                 VectorMatchCardinality::ManyToMany
             } else {
-                [VectorMatchCardinality::OneToOne, VectorMatchCardinality::ManyToOne, VectorMatchCardinality::OneToMany][card as usize]
+                [
+                    VectorMatchCardinality::OneToOne,
+                    VectorMatchCardinality::ManyToOne,
+                    VectorMatchCardinality::OneToMany,
+                ][card as usize]
             };
-            let grouped = matches!(card, VectorMatchCardinality::ManyToOne | VectorMatchCardinality::OneToMany);
-            let include = if grouped { include.into_iter().map(String::from).filter(|l| !labels.contains(l)).collect() } else { vec![] };
+            let grouped = matches!(
+                card,
+                VectorMatchCardinality::ManyToOne | VectorMatchCardinality::OneToMany
+            );
+            let include = if grouped {
+                include
+                    .into_iter()
+                    .map(String::from)
+                    .filter(|l| !labels.contains(l))
+                    .collect()
+            } else {
+                vec![]
+            };
             let (fill_lhs, fill_rhs) = if set {
                 (None, None)
             } else {
@@ -168,7 +272,14 @@ fn arb_vector_matching(set: bool) -> impl Strategy<Value = VectorMatching> {
                     _ => (Some(1e7), Some(2.0)),
                 }
             };
-            VectorMatching { card, on, labels, include, fill_lhs, fill_rhs }
+            VectorMatching {
+                card,
+                on,
+                labels,
+                include,
+                fill_lhs,
+                fill_rhs,
+            }
         })
 }
 
@@ -184,7 +295,7 @@ fn arb_scalar(depth: u32) -> BoxedStrategy<Expr> {
         1 => (arb_scalar(d), prop::sample::select(ARITH), arb_scalar(d)).prop_map(|(l, op, r)| binary(op, l, r, None, false)),
         1 => (arb_scalar(d), prop::sample::select(CMP), arb_scalar(d)).prop_map(|(l, op, r)| binary(op, l, r, None, true)),
         1 => arb_scalar(d).prop_map(|e| Expr::Unary { op: UnaryOp::Neg, expr: Box::new(match e {
-            e @ (Expr::NumberLiteral { .. }) => Expr::Paren { expr: Box::new(e), pos: pos() },
+            e @ Expr::NumberLiteral { .. } => Expr::Paren { expr: Box::new(e), pos: pos() },
             e @ Expr::Binary(_) if !matches!(&e, Expr::Binary(b) if b.op == BinaryOp::Pow) => Expr::Paren { expr: Box::new(e), pos: pos() },
             e => e,
         }), pos: pos() }),
@@ -197,7 +308,11 @@ fn arb_matrix(depth: u32) -> BoxedStrategy<Expr> {
         let (offset, at) = (vs.offset.take(), vs.at.take());
         vs.offset = offset;
         vs.at = at;
-        Expr::MatrixSelector(MatrixSelector { vector: vs, range, pos: pos() })
+        Expr::MatrixSelector(MatrixSelector {
+            vector: vs,
+            range,
+            pos: pos(),
+        })
     });
     if depth == 0 {
         return ms.boxed();
@@ -214,7 +329,11 @@ fn arb_matrix(depth: u32) -> BoxedStrategy<Expr> {
 }
 
 fn call(name: &str, args: Vec<Expr>) -> Expr {
-    Expr::Call(Call { func: get_function(name).unwrap(), args, pos: pos() })
+    Expr::Call(Call {
+        func: get_function(name).unwrap(),
+        args,
+        pos: pos(),
+    })
 }
 
 fn arb_vector(depth: u32) -> BoxedStrategy<Expr> {
@@ -284,29 +403,33 @@ const SEEDS: &[&str] = &[
 ];
 
 fn arb_mutated() -> impl Strategy<Value = Vec<u8>> {
-    (prop::sample::select(SEEDS), prop::collection::vec((any::<prop::sample::Index>(), 0..4u8, any::<u8>()), 1..6)).prop_map(|(seed, edits)| {
-        let mut b = seed.as_bytes().to_vec();
-        for (idx, kind, byte) in edits {
-            if b.is_empty() {
-                b.push(byte);
-                continue;
-            }
-            let i = idx.index(b.len());
-            match kind {
-                0 => b[i] = byte,
-                1 => {
-                    b.remove(i);
+    (
+        prop::sample::select(SEEDS),
+        prop::collection::vec((any::<prop::sample::Index>(), 0..4u8, any::<u8>()), 1..6),
+    )
+        .prop_map(|(seed, edits)| {
+            let mut b = seed.as_bytes().to_vec();
+            for (idx, kind, byte) in edits {
+                if b.is_empty() {
+                    b.push(byte);
+                    continue;
                 }
-                2 => b.insert(i, byte),
-                _ => {
-                    let j = idx.index(b.len().min(i + 8).max(1));
-                    let chunk = b[j.min(i)..i.max(j)].to_vec();
-                    b.splice(i..i, chunk);
+                let i = idx.index(b.len());
+                match kind {
+                    0 => b[i] = byte,
+                    1 => {
+                        b.remove(i);
+                    }
+                    2 => b.insert(i, byte),
+                    _ => {
+                        let j = idx.index(b.len().min(i + 8).max(1));
+                        let chunk = b[j.min(i)..i.max(j)].to_vec();
+                        b.splice(i..i, chunk);
+                    }
                 }
             }
-        }
-        b
-    })
+            b
+        })
 }
 
 proptest! {
