@@ -27,7 +27,7 @@ pub use super::functions::{Function, FUNCTIONS};
 ///
 /// **Equality ignores positions**: two `PosRange`s always compare equal, so that ASTs compare by
 /// structure only.
-#[derive(Clone, Copy, Debug, Default, Hash)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct PosRange {
     pub start: usize,
     pub end: usize,

@@ -218,7 +218,8 @@ pub(crate) fn parse_duration_ms(s: &str) -> Result<i64, String> {
 }
 
 fn duration_literal_out_of_range(secs: f64) -> bool {
-    secs > 9_223_372_036.854_775_807 || secs < -9_223_372_036.854_775_808
+    let bound = i64::MAX as f64 / 1e9;
+    !(-bound..=bound).contains(&secs)
 }
 
 /// Rounds literal seconds to ms (Prometheus rounds to ns; Strata keeps ms).
@@ -361,10 +362,7 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_binary_rest(&mut self, mut lhs: Expr, min_prec: u8) -> PResult<Expr> {
-        loop {
-            let Some(op) = binop(self.peek_t()) else {
-                break;
-            };
+        while let Some(op) = binop(self.peek_t()) {
             let prec = op.precedence();
             if prec < min_prec {
                 break;
@@ -380,7 +378,10 @@ impl<'a> Parser<'a> {
             }
             let (return_bool, matching) = self.parse_bin_modifiers()?;
             let next = if op.is_right_assoc() { prec } else { prec + 1 };
-            let rhs = self.parse_binary(next)?;
+            self.enter()?;
+            let rhs = self.parse_binary(next);
+            self.leave();
+            let rhs = rhs?;
             lhs = Expr::Binary(BinaryExpr {
                 op,
                 lhs: Box::new(lhs),

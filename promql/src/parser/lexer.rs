@@ -537,6 +537,10 @@ impl<'a> Lexer<'a> {
                 self.emit(T::RParen);
                 self.paren_depth -= 1;
                 if self.paren_depth < 0 {
+                    // The error replaces the `)` token, as in Prometheus.
+                    if let Some(t) = self.out.pop() {
+                        self.start = t.pos;
+                    }
                     return self.errorf(format!(
                         "unexpected right parenthesis {}",
                         go_quote_rune(Some(')'))
@@ -608,6 +612,10 @@ impl<'a> Lexer<'a> {
                 self.emit(T::RParen);
                 self.paren_depth -= 1;
                 if self.paren_depth < 0 {
+                    // The error replaces the `)` token, as in Prometheus.
+                    if let Some(t) = self.out.pop() {
+                        self.start = t.pos;
+                    }
                     return self.errorf(format!(
                         "unexpected right parenthesis {}",
                         go_quote_rune(Some(')'))
