@@ -100,8 +100,11 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> FileReport {
                     }
                     Outcome::Unsupported(why) => {
                         rep.unsupported += 1;
-                        rep.failures
-                            .push((ev.line, ev.expr.clone(), format!("unsupported: {why}")));
+                        rep.failures.push((
+                            ev.line,
+                            ev.expr.clone(),
+                            format!("unsupported: {why}"),
+                        ));
                     }
                 }
             }
