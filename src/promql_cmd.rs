@@ -235,8 +235,8 @@ pub fn query(a: QueryArgs) -> Result<()> {
     match res {
         Ok(r) => {
             let mut out = json!({"status": "success", "data": value_json(&r.value)});
-            let w: Vec<&String> = r.annotations.warnings.iter().collect();
-            let i: Vec<&String> = r.annotations.infos.iter().collect();
+            let w = r.annotations.warnings(a.expr);
+            let i = r.annotations.infos(a.expr);
             if !w.is_empty() {
                 out["warnings"] = json!(w);
             }
