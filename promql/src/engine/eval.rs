@@ -628,12 +628,19 @@ pub(crate) fn interpolate(p1: (i64, f64), p2: (i64, f64), t: i64) -> f64 {
 
 /// Prometheus's `extendFloats`: the points of an anchored/smoothed window restricted to
 /// `(mint, maxt)` plus synthetic points at both boundaries (picked, or interpolated when smoothed).
-pub(crate) fn extend_floats(floats: &[(i64, f64)], mint: i64, maxt: i64, smoothed: bool) -> Vec<(i64, f64)> {
+pub(crate) fn extend_floats(
+    floats: &[(i64, f64)],
+    mint: i64,
+    maxt: i64,
+    smoothed: bool,
+) -> Vec<(i64, f64)> {
     if floats.is_empty() {
         return Vec::new();
     }
     let mut last = floats.len() - 1;
-    let first = floats[..last].partition_point(|p| p.0 <= mint).saturating_sub(1);
+    let first = floats[..last]
+        .partition_point(|p| p.0 <= mint)
+        .saturating_sub(1);
     if smoothed {
         last = floats[..last].partition_point(|p| p.0 < maxt);
     }

@@ -71,7 +71,8 @@ impl Annotations {
     }
     /// An info annotation about the expression at `pos`.
     pub fn info_at(&mut self, s: impl Into<String>, pos: PosRange) {
-        self.infos.insert(format!("{}{POS_MARK}{}", s.into(), pos.start));
+        self.infos
+            .insert(format!("{}{POS_MARK}{}", s.into(), pos.start));
     }
 
     fn render_set(set: &BTreeSet<String>, query: &str) -> Vec<String> {
