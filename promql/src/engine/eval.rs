@@ -124,6 +124,8 @@ pub(crate) struct Evaluator<'a> {
     vectors: HashMap<(usize, usize), Vec<Loaded>>,
     matrices: HashMap<(usize, usize), Vec<Loaded>>,
     next_ctx: usize,
+    /// Per-query state of the functions (annotations merged across steps).
+    pub fn_state: functions::FnState,
 }
 
 /// Runs a query (see [`super::Engine::exec`]).
@@ -163,6 +165,7 @@ fn run_inner(
         vectors: HashMap::new(),
         matrices: HashMap::new(),
         next_ctx: 0,
+        fn_state: functions::FnState::default(),
     };
     let value = if step == 0 {
         let ctx = ev.new_ctx(vec![start], 0);
@@ -223,6 +226,7 @@ fn run_inner(
         }
         Value::Matrix(m)
     };
+    functions::finish(&mut ev);
     Ok(QueryResult {
         value,
         annotations: ev.annotations,
@@ -278,7 +282,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The reference time of a selector with `@`/`offset` at evaluation time `t`.
-    fn ref_time(&self, at: Option<AtModifier>, offset: Option<&Duration>, t: i64) -> Result<i64> {
+    pub(crate) fn ref_time(&self, at: Option<AtModifier>, offset: Option<&Duration>, t: i64) -> Result<i64> {
         let off = match offset {
             Some(d) => self.duration_ms(d, true)?,
             None => 0,
@@ -372,14 +376,23 @@ impl<'a> Evaluator<'a> {
 
     fn matrix_selector(&mut self, ms: &MatrixSelector, ctx: &Ctx, i: usize) -> Result<Vec<Window>> {
         let vs = &ms.vector;
-        let range = self.duration_ms(&ms.range, false)?;
+        // Extended range selectors also see samples up to a lookback before the range
+        // (`anchored`, `smoothed`) and after its end (`smoothed`), as Prometheus loads them.
+        let lookback = self.opts.lookback_delta;
+        let (before, after) = match (vs.anchored, vs.smoothed) {
+            (true, _) => (lookback, 0),
+            (_, true) => (lookback, lookback),
+            _ => (0, 0),
+        };
+        let range = self.duration_ms(&ms.range, false)? + before + after;
         let key = (ms as *const MatrixSelector as usize, ctx.id);
         if !self.matrices.contains_key(&key) {
             let (lo, hi) = self.ref_span(vs.at, vs.offset.as_ref(), ctx)?;
-            let loaded = self.load(vs, lo.saturating_sub(range) + 1, hi, true)?;
+            let hi = hi + after;
+            let loaded = self.load(vs, (lo + after).saturating_sub(range) + 1, hi, true)?;
             self.matrices.insert(key, loaded);
         }
-        let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])?;
+        let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])? + after;
         let series = self
             .matrices
             .get_mut(&key)
