@@ -2,6 +2,7 @@
 //! tools). No storage or query logic lives here; it calls into the workspace crates.
 
 mod gofmt;
+mod promql_cmd;
 mod serve;
 mod tsdb_cmd;
 
@@ -24,10 +25,51 @@ struct Cli {
 enum Command {
     /// Run the server: storage with WAL, background compaction and retention, HTTP endpoints.
     Serve(serve::ServeArgs),
+    /// PromQL tools: run `.test` scripts, evaluate a query against a data directory.
+    Promql {
+        #[command(subcommand)]
+        command: PromqlCommand,
+    },
     /// Offline tools for a data directory or block directory.
     Tsdb {
         #[command(subcommand)]
         command: TsdbCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PromqlCommand {
+    /// Run Prometheus `.test` scripts; prints per-file counts and ends with `N passed, M failed`.
+    Test {
+        /// Script files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How many failures to show per file.
+        #[arg(long, default_value_t = 5)]
+        show: usize,
+    },
+    /// Evaluate an expression against a data directory; prints `/api/v1/query` JSON.
+    Query {
+        /// Data directory.
+        #[arg(long = "storage.tsdb.path", default_value = "./data")]
+        path: PathBuf,
+        /// Evaluation time (RFC 3339 or Unix seconds) of an instant query; default now.
+        #[arg(long)]
+        time: Option<String>,
+        /// Start of a range query.
+        #[arg(long)]
+        start: Option<String>,
+        /// End of a range query.
+        #[arg(long)]
+        end: Option<String>,
+        /// Step of a range query (duration or seconds).
+        #[arg(long)]
+        step: Option<String>,
+        /// Lookback delta (default 5m).
+        #[arg(long = "lookback-delta")]
+        lookback_delta: Option<String>,
+        /// The PromQL expression.
+        expr: String,
     },
 }
 
@@ -102,10 +144,39 @@ fn init_tracing(level: &str) {
 }
 
 fn main() {
+    // Die quietly on a closed pipe (`strata tsdb dump … | head`), like other Unix tools.
+    // SAFETY: setting a signal disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_tracing(&cli.log_level);
     let res = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Promql { command } => match command {
+            PromqlCommand::Test { files, show } => match promql_cmd::test(&files, show) {
+                Ok(true) => Ok(()),
+                Ok(false) => std::process::exit(1),
+                Err(e) => Err(e),
+            },
+            PromqlCommand::Query {
+                path,
+                time,
+                start,
+                end,
+                step,
+                lookback_delta,
+                expr,
+            } => promql_cmd::query(promql_cmd::QueryArgs {
+                dir: &path,
+                expr: &expr,
+                time: time.as_deref(),
+                start: start.as_deref(),
+                end: end.as_deref(),
+                step: step.as_deref(),
+                lookback: lookback_delta.as_deref(),
+            }),
+        },
         Command::Tsdb { command } => match command {
             TsdbCommand::Analyze { dir, block, limit } => {
                 tsdb_cmd::analyze(&dir, block.as_deref(), limit)

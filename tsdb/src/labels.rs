@@ -221,7 +221,12 @@ impl fmt::Display for Labels {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{}=\"{}\"", l.name, escape_value(&l.value))?;
+            if is_legacy_label_name(&l.name) {
+                f.write_str(&l.name)?;
+            } else {
+                write!(f, "\"{}\"", escape_value(&l.name))?;
+            }
+            write!(f, "=\"{}\"", escape_value(&l.value))?;
         }
         f.write_str("}")
     }
@@ -231,6 +236,13 @@ impl fmt::Debug for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// Is `n` a label name of the classic character set `[a-zA-Z_][a-zA-Z0-9_]*`?
+pub fn is_legacy_label_name(n: &str) -> bool {
+    let mut c = n.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
 /// Escapes a label value as Go's `strconv.Quote` would, without the surrounding quotes, for the

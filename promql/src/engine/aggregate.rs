@@ -63,6 +63,8 @@ fn group_labels(m: &Labels, a: &AggregateExpr) -> Labels {
         let mut n = names;
         n.push(METRIC_NAME);
         n.push(super::eval::DROPPED_NAME);
+        n.push(super::eval::TYPE_LABEL);
+        n.push(super::eval::UNIT_LABEL);
         m.without(&n)
     } else {
         m.keep_only(&names)
@@ -122,10 +124,14 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
     if a.op == AggregateOp::Quantile {
         let q = fparam.unwrap_or(f64::NAN);
         if q.is_nan() || !(0.0..=1.0).contains(&q) {
-            ev.annotations.warn(format!(
-                "PromQL warning: quantile value should be between 0 and 1, got {}",
-                crate::parser::format_float(q)
-            ));
+            let pos = a.param.as_ref().map(|p| p.pos_range()).unwrap_or(a.pos);
+            ev.annotations.warn_at(
+                format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {}",
+                    crate::parser::format_float(q)
+                ),
+                pos,
+            );
         }
     }
     let mut order: Vec<Group> = Vec::new();
@@ -239,10 +245,7 @@ fn k_aggregation(
     match a.op {
         AggregateOp::LimitRatio => {
             if param.is_nan() {
-                return Err(Error::Eval(format!(
-                    "Ratio value {} is NaN",
-                    crate::parser::format_float(param)
-                )));
+                return Err(Error::Eval("Ratio value is NaN".into()));
             }
             ratio = param;
             if !(-1.0..=1.0).contains(&ratio) {
@@ -255,10 +258,10 @@ fn k_aggregation(
             }
         }
         _ => {
-            if param.is_nan()
-                || param >= 9.223_372_036_854_776e18
-                || param < -9.223_372_036_854_776e18
-            {
+            if param.is_nan() {
+                return Err(Error::Eval("Parameter value is NaN".into()));
+            }
+            if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&param) {
                 return Err(Error::Eval(format!(
                     "Scalar value {} overflows int64",
                     crate::parser::format_float(param)

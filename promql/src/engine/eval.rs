@@ -184,14 +184,32 @@ fn run_inner(
                 check_unique(&IVal::Vector(v.clone()))?;
                 Value::Vector(v)
             }
-            IVal::Matrix(m) => Value::Matrix(
-                m.into_iter()
-                    .map(|w| Series {
-                        floats: w.samples().to_vec(),
-                        metric: finish_labels(w.metric),
-                    })
-                    .collect(),
-            ),
+            IVal::Matrix(m) => {
+                let ext = match expr.unparen() {
+                    Expr::MatrixSelector(ms) if ms.vector.anchored || ms.vector.smoothed => {
+                        let range = ev.duration_ms(&ms.range, false)?;
+                        let r = ev.ref_time(ms.vector.at, ms.vector.offset.as_ref(), start)?;
+                        Some((r - range, r, ms.vector.smoothed))
+                    }
+                    _ => None,
+                };
+                Value::Matrix(
+                    m.into_iter()
+                        .filter_map(|w| {
+                            let floats = match ext {
+                                Some((mint, maxt, smoothed)) => {
+                                    extend_floats(w.samples(), mint, maxt, smoothed)
+                                }
+                                None => w.samples().to_vec(),
+                            };
+                            (!floats.is_empty()).then(|| Series {
+                                floats,
+                                metric: finish_labels(w.metric),
+                            })
+                        })
+                        .collect(),
+                )
+            }
         }
     } else {
         if step < 0 || end < start {
@@ -214,16 +232,9 @@ fn run_inner(
         let ctx = ev.new_ctx(ts, step);
         let mut m = ev.eval_range(expr, &ctx)?;
         if opts_delayed(&ev) {
-            for s in m.iter_mut() {
-                s.metric = finish_labels(std::mem::take(&mut s.metric));
-            }
+            m = merge_after_name_removal(m)?;
         }
         m.sort_by(|a, b| a.metric.cmp(&b.metric));
-        if m.windows(2).any(|w| w[0].metric == w[1].metric) {
-            return Err(Error::Eval(
-                "vector cannot contain metrics with the same labelset".into(),
-            ));
-        }
         Value::Matrix(m)
     };
     functions::finish(&mut ev);
@@ -347,6 +358,9 @@ impl<'a> Evaluator<'a> {
     }
 
     fn vector_selector(&mut self, vs: &VectorSelector, ctx: &Ctx, i: usize) -> Result<Vec<Sample>> {
+        if vs.smoothed {
+            return self.smoothed_vector_selector(vs, ctx, i);
+        }
         let key = (vs as *const VectorSelector as usize, ctx.id);
         let lookback = self.opts.lookback_delta;
         if !self.vectors.contains_key(&key) {
@@ -374,32 +388,81 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
-    fn matrix_selector(&mut self, ms: &MatrixSelector, ctx: &Ctx, i: usize) -> Result<Vec<Window>> {
-        let vs = &ms.vector;
-        // Extended range selectors also see samples up to a lookback before the range
-        // (`anchored`, `smoothed`) and after its end (`smoothed`), as Prometheus loads them.
-        let lookback = self.opts.lookback_delta;
-        let (before, after) = match (vs.anchored, vs.smoothed) {
-            (true, _) => (lookback, 0),
-            (_, true) => (lookback, lookback),
-            _ => (0, 0),
-        };
-        let range = self.duration_ms(&ms.range, false)? + before + after;
-        let key = (ms as *const MatrixSelector as usize, ctx.id);
+    /// A `smoothed` vector selector: the value at the reference time interpolated linearly
+    /// between the samples around it (within the lookback delta on either side), or the last
+    /// value when there is none after it.
+    fn smoothed_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        ctx: &Ctx,
+        i: usize,
+    ) -> Result<Vec<Sample>> {
+        let key = (vs as *const VectorSelector as usize, ctx.id);
+        let lb = self.opts.lookback_delta;
         if !self.matrices.contains_key(&key) {
             let (lo, hi) = self.ref_span(vs.at, vs.offset.as_ref(), ctx)?;
-            let hi = hi + after;
-            let loaded = self.load(vs, (lo + after).saturating_sub(range) + 1, hi, true)?;
+            let loaded = self.load(vs, lo.saturating_sub(lb) + 1, hi.saturating_add(lb), true)?;
             self.matrices.insert(key, loaded);
         }
-        let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])? + after;
+        let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])?;
         let series = self
             .matrices
             .get_mut(&key)
             .ok_or(Error::Eval("internal: selector not loaded".into()))?;
         let mut out = Vec::new();
         for s in series.iter_mut() {
-            let (lo, hi) = s.window(r, range);
+            let (lo, hi) = s.window(r.saturating_add(lb), 2 * lb);
+            let w = &s.data[lo..hi];
+            let j = w.partition_point(|p| p.0 < r);
+            let v = if j < w.len() && w[j].0 == r {
+                w[j].1
+            } else if j > 0 && j < w.len() {
+                interpolate(w[j - 1], w[j], r)
+            } else if j > 0 {
+                w[j - 1].1
+            } else {
+                continue;
+            };
+            out.push(Sample {
+                metric: s.metric.clone(),
+                t: r,
+                f: v,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A range selector's windows at step `i`. `anchored` windows reach one lookback delta
+    /// further back, `smoothed` ones also one further ahead: the functions allowed on them
+    /// (rate, increase, delta, changes, resets) pick or interpolate the boundary values.
+    fn matrix_selector(&mut self, ms: &MatrixSelector, ctx: &Ctx, i: usize) -> Result<Vec<Window>> {
+        let vs = &ms.vector;
+        let range = self.duration_ms(&ms.range, false)?;
+        let lb = self.opts.lookback_delta;
+        let (back, ahead) = match (vs.anchored, vs.smoothed) {
+            (true, _) => (lb, 0),
+            (_, true) => (lb, lb),
+            _ => (0, 0),
+        };
+        let key = (ms as *const MatrixSelector as usize, ctx.id);
+        if !self.matrices.contains_key(&key) {
+            let (lo, hi) = self.ref_span(vs.at, vs.offset.as_ref(), ctx)?;
+            let loaded = self.load(
+                vs,
+                lo.saturating_sub(range + back) + 1,
+                hi.saturating_add(ahead),
+                true,
+            )?;
+            self.matrices.insert(key, loaded);
+        }
+        let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])?;
+        let series = self
+            .matrices
+            .get_mut(&key)
+            .ok_or(Error::Eval("internal: selector not loaded".into()))?;
+        let mut out = Vec::new();
+        for s in series.iter_mut() {
+            let (lo, hi) = s.window(r.saturating_add(ahead), range + back + ahead);
             if hi > lo {
                 out.push(Window {
                     metric: s.metric.clone(),
@@ -562,10 +625,66 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// Linear interpolation between two points at time `t`.
+pub(crate) fn interpolate(p1: (i64, f64), p2: (i64, f64), t: i64) -> f64 {
+    p1.1 + (p2.1 - p1.1) * (t - p1.0) as f64 / (p2.0 - p1.0) as f64
+}
+
+/// Prometheus's `extendFloats`: the points of an anchored/smoothed window restricted to
+/// `(mint, maxt)` plus synthetic points at both boundaries (picked, or interpolated when smoothed).
+pub(crate) fn extend_floats(
+    floats: &[(i64, f64)],
+    mint: i64,
+    maxt: i64,
+    smoothed: bool,
+) -> Vec<(i64, f64)> {
+    if floats.is_empty() {
+        return Vec::new();
+    }
+    let mut last = floats.len() - 1;
+    let first = floats[..last]
+        .partition_point(|p| p.0 <= mint)
+        .saturating_sub(1);
+    if smoothed {
+        last = floats[..last].partition_point(|p| p.0 < maxt);
+    }
+    if floats[last].0 <= mint {
+        return Vec::new();
+    }
+    let left = if smoothed && floats[first].0 < mint {
+        interpolate(floats[first], floats[first + 1], mint)
+    } else {
+        floats[first].1
+    };
+    let right = if smoothed && last > 0 && floats[last].0 > maxt {
+        interpolate(floats[last - 1], floats[last], maxt)
+    } else {
+        floats[last].1
+    };
+    let mut fi = first as isize;
+    let mut li = last as isize;
+    if floats[first].0 <= mint {
+        fi += 1;
+    }
+    if floats[last].0 >= maxt {
+        li -= 1;
+    }
+    let mut out = Vec::with_capacity((li - fi + 3).max(2) as usize);
+    out.push((mint, left));
+    if li >= fi {
+        out.extend_from_slice(&floats[fi as usize..=li as usize]);
+    }
+    out.push((maxt, right));
+    out
+}
+
 /// With delayed name removal, a dropped metric name moves to this label until the end of the
 /// query, so that intermediate results keep series apart exactly as Prometheus's `DropName`
 /// flag does; it is removed before results leave the engine.
 pub(crate) const DROPPED_NAME: &str = "__strata_dropped_name__";
+/// Prometheus 3's type and unit metadata labels.
+pub(crate) const TYPE_LABEL: &str = "__type__";
+pub(crate) const UNIT_LABEL: &str = "__unit__";
 
 thread_local! {
     static DELAYED_NAME_REMOVAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -581,13 +700,16 @@ pub(crate) fn drop_name(l: &Labels) -> Labels {
     let Some(name) = l.get(strata_tsdb::labels::METRIC_NAME) else {
         return l.clone();
     };
+    // The type and unit labels describe the metric the name names; they go with it.
     if DELAYED_NAME_REMOVAL.with(|c| c.get()) {
         let mut b = l.builder();
         b.del(strata_tsdb::labels::METRIC_NAME);
+        b.del(TYPE_LABEL);
+        b.del(UNIT_LABEL);
         b.set(DROPPED_NAME, name);
         b.build()
     } else {
-        l.without(&[strata_tsdb::labels::METRIC_NAME])
+        l.without(&[strata_tsdb::labels::METRIC_NAME, TYPE_LABEL, UNIT_LABEL])
     }
 }
 
@@ -598,6 +720,36 @@ pub(crate) fn finish_labels(l: Labels) -> Labels {
     } else {
         l
     }
+}
+
+/// Delayed name removal's last step for a range result: series that differed only by their
+/// (now removed) names are merged; two points at the same time are an error.
+fn merge_after_name_removal(m: Vec<Series>) -> Result<Vec<Series>> {
+    let mut out: Vec<Series> = Vec::with_capacity(m.len());
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for s in m {
+        let metric = finish_labels(s.metric);
+        match index.get(&metric) {
+            Some(&i) => {
+                let f = &mut out[i].floats;
+                f.extend(s.floats);
+                f.sort_by_key(|p| p.0);
+                if f.windows(2).any(|w| w[0].0 == w[1].0) {
+                    return Err(Error::Eval(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+            }
+            None => {
+                index.insert(metric.clone(), out.len());
+                out.push(Series {
+                    metric,
+                    floats: s.floats,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn opts_delayed(ev: &Evaluator) -> bool {

@@ -50,39 +50,43 @@ struct MonotonicityInfo {
 /// Renders the merged annotations at the end of a query.
 pub(crate) fn finish(ev: &mut Evaluator) {
     for m in std::mem::take(&mut ev.fn_state.monotonicity) {
-        ev.annotations.info(format!(
-            "{}, from buckets {} to {}, with a max diff of {}, over {} samples from {} to {} ({})",
-            m.raw,
-            go_g(m.min_bucket),
-            go_g(m.max_bucket),
-            go_g_prec(m.max_diff, 2),
-            m.count,
-            date::rfc3339(m.min_ts.div_euclid(1000)),
-            date::rfc3339(m.max_ts.div_euclid(1000)),
-            pos_str(m.pos)
-        ));
+        ev.annotations.info_at(
+            format!(
+                "{}, from buckets {} to {}, with a max diff of {}, over {} samples from {} to {}",
+                m.raw,
+                go_g(m.min_bucket),
+                go_g(m.max_bucket),
+                go_g_prec(m.max_diff, 2),
+                m.count,
+                date::rfc3339(m.min_ts / 1000),
+                date::rfc3339(m.max_ts / 1000),
+            ),
+            m.pos,
+        );
     }
 }
 
-/// `line:col` of a position. The engine does not see the query text, so positions are
-/// rendered for a single-line query (the column is the byte offset + 1).
-fn pos_str(p: PosRange) -> String {
-    format!("1:{}", p.start + 1)
-}
-
-/// Adds a warning (or info) `raw` at `pos` unless one with the same text was already added
-/// (Prometheus deduplicates on the text without position and keeps the first position).
+/// Adds a warning (or info) `raw` about the expression at `pos` unless one with the same
+/// text was already added (Prometheus deduplicates on the text without position and keeps the
+/// first position).
 pub(crate) fn annotate(ev: &mut Evaluator, warn: bool, raw: &str, pos: PosRange) {
-    let prefix = format!("{raw} (");
     let set = if warn {
-        &mut ev.annotations.warnings
+        &ev.annotations.warnings
     } else {
-        &mut ev.annotations.infos
+        &ev.annotations.infos
     };
-    if set.iter().any(|s| s.starts_with(&prefix)) {
+    let dup = set.iter().any(|s| {
+        s.strip_prefix(raw)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('\u{1}'))
+    });
+    if dup {
         return;
     }
-    set.insert(format!("{raw} ({})", pos_str(pos)));
+    if warn {
+        ev.annotations.warn_at(raw, pos);
+    } else {
+        ev.annotations.info_at(raw, pos);
+    }
 }
 
 /// Go's `%g` (shortest representation).

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use strata_tsdb::Labels;
 
+use crate::parser::PosRange;
+
 /// One sample of an instant vector. `t` is the evaluation time in results; inside the engine
 /// vector-selector samples carry their own timestamp (needed by `timestamp()`).
 #[derive(Clone, Debug, PartialEq)]
@@ -50,12 +52,54 @@ pub struct Annotations {
     pub infos: BTreeSet<String>,
 }
 
+/// Separates an annotation's text from the byte offset of the expression it refers to.
+const POS_MARK: char = '\u{1}';
+
 impl Annotations {
+    /// A warning without a position.
     pub fn warn(&mut self, s: impl Into<String>) {
         self.warnings.insert(s.into());
     }
+    /// An info annotation without a position.
     pub fn info(&mut self, s: impl Into<String>) {
         self.infos.insert(s.into());
+    }
+    /// A warning about the expression at `pos`; rendered as `<text> (<line>:<col>)`.
+    pub fn warn_at(&mut self, s: impl Into<String>, pos: PosRange) {
+        self.warnings
+            .insert(format!("{}{POS_MARK}{}", s.into(), pos.start));
+    }
+    /// An info annotation about the expression at `pos`.
+    pub fn info_at(&mut self, s: impl Into<String>, pos: PosRange) {
+        self.infos
+            .insert(format!("{}{POS_MARK}{}", s.into(), pos.start));
+    }
+
+    fn render_set(set: &BTreeSet<String>, query: &str) -> Vec<String> {
+        let mut out: Vec<String> = set
+            .iter()
+            .map(|s| match s.split_once(POS_MARK) {
+                Some((msg, off)) => {
+                    let start = off.parse().unwrap_or(0);
+                    let loc = PosRange { start, end: start }.start_pos_input(query);
+                    format!("{msg} ({loc})")
+                }
+                None => s.clone(),
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The warnings as Prometheus prints them, positions resolved against the query text.
+    pub fn warnings(&self, query: &str) -> Vec<String> {
+        Self::render_set(&self.warnings, query)
+    }
+
+    /// The info annotations as Prometheus prints them.
+    pub fn infos(&self, query: &str) -> Vec<String> {
+        Self::render_set(&self.infos, query)
     }
 }
 

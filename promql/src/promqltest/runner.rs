@@ -100,8 +100,11 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> FileReport {
                     }
                     Outcome::Unsupported(why) => {
                         rep.unsupported += 1;
-                        rep.failures
-                            .push((ev.line, ev.expr.clone(), format!("unsupported: {why}")));
+                        rep.failures.push((
+                            ev.line,
+                            ev.expr.clone(),
+                            format!("unsupported: {why}"),
+                        ));
                     }
                 }
             }
@@ -149,6 +152,16 @@ fn involves_histograms(ev: &EvalCommand, hist_names: &HashSet<String>) -> bool {
         return true;
     }
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    // A selector without a metric name (`{job="x"}`) may select histogram series too.
+    let b = ev.expr.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'{' {
+            let prev = ev.expr[..i].trim_end().chars().next_back();
+            if !prev.is_some_and(|p| is_word(p) || p == '"') {
+                return true;
+            }
+        }
+    }
     for name in hist_names {
         let mut from = 0;
         while let Some(pos) = ev.expr[from..].find(name.as_str()) {
@@ -243,8 +256,8 @@ pub fn run_eval(
             ev.expr, ev.line
         ));
     }
-    let warnings: Vec<String> = res.annotations.warnings.iter().cloned().collect();
-    let infos: Vec<String> = res.annotations.infos.iter().cloned().collect();
+    let warnings = res.annotations.warnings(&ev.expr);
+    let infos = res.annotations.infos(&ev.expr);
     let got = to_got(res.value);
     if let GotResult::Matrix(m) = &got {
         if ev.is_range() {
