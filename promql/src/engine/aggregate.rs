@@ -66,14 +66,37 @@ fn group_labels(m: &Labels, a: &AggregateExpr) -> Labels {
         n.push(super::eval::TYPE_LABEL);
         n.push(super::eval::UNIT_LABEL);
         m.without(&n)
+    } else if names.contains(&METRIC_NAME) {
+        // With delayed name removal the name is still there for grouping (Prometheus
+        // partitions by the not-yet-removed name).
+        let mut b = m.keep_only(&names).builder();
+        if let Some(n) = m.get(super::eval::DROPPED_NAME) {
+            b.set(METRIC_NAME, n);
+        }
+        b.build()
     } else {
         m.keep_only(&names)
+    }
+}
+
+/// The output labels of a group: a name that some input was to lose is lost by the group.
+fn group_output(labels: Labels, dropped: bool) -> Labels {
+    match labels.get(METRIC_NAME) {
+        Some(n) if dropped => {
+            let mut b = labels.builder();
+            b.del(METRIC_NAME);
+            b.set(super::eval::DROPPED_NAME, n);
+            b.build()
+        }
+        _ => labels,
     }
 }
 
 #[derive(Default)]
 struct Group {
     labels: Labels,
+    /// Some input's name was marked for removal (delayed name removal).
+    dropped: bool,
     value: f64,
     mean: f64,
     kahan_c: f64,
@@ -138,13 +161,18 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in input {
         let key = group_labels(&s.metric, a);
+        let dropped = s.metric.has(super::eval::DROPPED_NAME);
         let f = s.f;
         let gi = match index.get(&key) {
-            Some(&g) => g,
+            Some(&g) => {
+                order[g].dropped |= dropped;
+                g
+            }
             None => {
                 index.insert(key.clone(), order.len());
                 let mut g = Group {
                     labels: key,
+                    dropped,
                     value: f,
                     mean: f,
                     count: 1.0,
@@ -225,7 +253,7 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
                 _ => g.value,
             };
             Sample {
-                metric: g.labels,
+                metric: group_output(g.labels, g.dropped),
                 t: 0,
                 f,
             }
