@@ -356,7 +356,9 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, ctx: &Ctx, i: usize) -> Result<
                 None => 1.0,
             };
             let inv = 1.0 / to_nearest;
-            Ok(IVal::Vector(map_values(v, |f| (f * inv + 0.5).floor() / inv)))
+            Ok(IVal::Vector(map_values(v, |f| {
+                (f * inv + 0.5).floor() / inv
+            })))
         }
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort(ev, c, ctx, i),
         "label_replace" => labelfns::label_replace(ev, c, ctx, i),
@@ -375,9 +377,7 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, ctx: &Ctx, i: usize) -> Result<
         // `info` enriches series with labels of info metrics; without that support the
         // series pass through unchanged.
         "info" => Ok(IVal::Vector(vector_arg(ev, &c.args[0], ctx, i)?)),
-        _ => Err(Error::Eval(format!(
-            "function {name:?} is not supported"
-        ))),
+        _ => Err(Error::Eval(format!("function {name:?} is not supported"))),
     }
 }
 
