@@ -115,9 +115,11 @@ const REF_PAGE: usize = 1 << REF_PAGE_BITS;
 
 /// Series by reference. References are handed out in sequence, so a paged array indexed by
 /// reference replaces a hash map: one cache line per lookup, 8 bytes per series.
+type RefPage = Box<[Option<Arc<MemSeries>>]>;
+
 #[derive(Default)]
 struct RefTable {
-    pages: RwLock<Vec<Box<[Option<Arc<MemSeries>>]>>>,
+    pages: RwLock<Vec<RefPage>>,
     count: AtomicU64,
 }
 
