@@ -66,42 +66,36 @@ fn group_labels(m: &Labels, a: &AggregateExpr) -> Labels {
         n.push(super::eval::TYPE_LABEL);
         n.push(super::eval::UNIT_LABEL);
         m.without(&n)
-    } else if names.contains(&METRIC_NAME) {
-        // With delayed name removal the name is still there for grouping (Prometheus
-        // partitions by the not-yet-removed name).
-        let mut b = m.keep_only(&names).builder();
-        if let Some(n) = m.get(super::eval::DROPPED_NAME) {
-            b.set(METRIC_NAME, n);
-        }
-        b.build()
     } else {
-        m.keep_only(&names)
+        let mut key = m.keep_only(&names);
+        // `by (__name__)` groups by the name even when delayed name removal has marked it
+        // for dropping (Prometheus still has it at that point).
+        if names.contains(&METRIC_NAME) {
+            if let Some(n) = m.get(super::eval::DROPPED_NAME) {
+                let mut b = key.builder();
+                b.set(METRIC_NAME, n);
+                key = b.build();
+            }
+        }
+        key
     }
 }
 
-/// The output labels of a group: a name that some input was to lose is lost by the group.
-fn group_output(labels: Labels, dropped: bool) -> Labels {
-    match labels.get(METRIC_NAME) {
-        Some(n) if dropped => {
-            let mut b = labels.builder();
-            b.del(METRIC_NAME);
-            b.set(super::eval::DROPPED_NAME, n);
-            b.build()
-        }
-        _ => labels,
-    }
+/// True if the group key of `m` carries a metric name that is marked for dropping.
+fn drops_grouped_name(m: &Labels, a: &AggregateExpr) -> bool {
+    !a.without && a.grouping.iter().any(|g| g == METRIC_NAME) && m.has(super::eval::DROPPED_NAME)
 }
 
 #[derive(Default)]
 struct Group {
     labels: Labels,
-    /// Some input's name was marked for removal (delayed name removal).
-    dropped: bool,
     value: f64,
     mean: f64,
     kahan_c: f64,
     count: f64,
     incremental_mean: bool,
+    /// Some input had its grouped metric name marked for dropping.
+    drop_name: bool,
     values: Vec<f64>,
     samples: Vec<Sample>,
 }
@@ -161,21 +155,21 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in input {
         let key = group_labels(&s.metric, a);
-        let dropped = s.metric.has(super::eval::DROPPED_NAME);
         let f = s.f;
+        let dropped = drops_grouped_name(&s.metric, a);
         let gi = match index.get(&key) {
             Some(&g) => {
-                order[g].dropped |= dropped;
+                order[g].drop_name |= dropped;
                 g
             }
             None => {
                 index.insert(key.clone(), order.len());
                 let mut g = Group {
                     labels: key,
-                    dropped,
                     value: f,
                     mean: f,
                     count: 1.0,
+                    drop_name: dropped,
                     ..Default::default()
                 };
                 match a.op {
@@ -253,7 +247,11 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
                 _ => g.value,
             };
             Sample {
-                metric: group_output(g.labels, g.dropped),
+                metric: if g.drop_name {
+                    super::eval::drop_name(&g.labels)
+                } else {
+                    g.labels
+                },
                 t: 0,
                 f,
             }

@@ -293,7 +293,12 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The reference time of a selector with `@`/`offset` at evaluation time `t`.
-    pub(crate) fn ref_time(&self, at: Option<AtModifier>, offset: Option<&Duration>, t: i64) -> Result<i64> {
+    pub(crate) fn ref_time(
+        &self,
+        at: Option<AtModifier>,
+        offset: Option<&Duration>,
+        t: i64,
+    ) -> Result<i64> {
         let off = match offset {
             Some(d) => self.duration_ms(d, true)?,
             None => 0,

@@ -5,14 +5,15 @@
 //! exact texts and positions, and the instant-vector functions (math, trigonometry, clamping,
 //! rounding, `scalar`/`vector`/`time`, `timestamp`, `absent`, sorting). The rest lives in
 //! submodules: [`range`] (`*_over_time`, the rate family, regression, smoothing), [`labelfns`]
-//! (`label_replace`, `label_join`), [`date`] (time-of-day functions) and [`histogram`]
-//! (`histogram_quantile`/`histogram_fraction` on classic `le` buckets).
+//! (`label_replace`, `label_join`), [`date`] (time-of-day functions), [`histogram`]
+//! (`histogram_quantile`/`histogram_fraction` on classic `le` buckets) and [`info`].
 //!
 //! Native histograms are not stored by Strata, so the native-histogram functions
 //! (`histogram_count`, `histogram_sum`, ...) always return an empty vector.
 
 mod date;
 mod histogram;
+mod info;
 mod labelfns;
 mod range;
 
@@ -31,6 +32,8 @@ use crate::parser::{Call, Expr};
 #[derive(Debug, Default)]
 pub(crate) struct FnState {
     monotonicity: Vec<MonotonicityInfo>,
+    /// The candidate info-series selector of each `info` call, by call address.
+    info_selectors: std::collections::HashMap<usize, std::sync::Arc<Expr>>,
 }
 
 /// `histogram_quantile` had to force bucket monotonicity (merged over the query like
@@ -356,7 +359,9 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, ctx: &Ctx, i: usize) -> Result<
                 None => 1.0,
             };
             let inv = 1.0 / to_nearest;
-            Ok(IVal::Vector(map_values(v, |f| (f * inv + 0.5).floor() / inv)))
+            Ok(IVal::Vector(map_values(v, |f| {
+                (f * inv + 0.5).floor() / inv
+            })))
         }
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort(ev, c, ctx, i),
         "label_replace" => labelfns::label_replace(ev, c, ctx, i),
@@ -372,12 +377,8 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, ctx: &Ctx, i: usize) -> Result<
             vector_arg(ev, &c.args[0], ctx, i)?;
             Ok(IVal::Vector(Vec::new()))
         }
-        // `info` enriches series with labels of info metrics; without that support the
-        // series pass through unchanged.
-        "info" => Ok(IVal::Vector(vector_arg(ev, &c.args[0], ctx, i)?)),
-        _ => Err(Error::Eval(format!(
-            "function {name:?} is not supported"
-        ))),
+        "info" => info::call(ev, c, ctx, i),
+        _ => Err(Error::Eval(format!("function {name:?} is not supported"))),
     }
 }
 

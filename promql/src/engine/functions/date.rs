@@ -126,7 +126,10 @@ mod tests {
     #[test]
     fn civil_dates() {
         let c = civil(0);
-        assert_eq!((c.year, c.month, c.day, c.weekday, c.yday), (1970, 1, 1, 4, 1));
+        assert_eq!(
+            (c.year, c.month, c.day, c.weekday, c.yday),
+            (1970, 1, 1, 4, 1)
+        );
         // 2024-02-29T13:45:30Z is a Thursday, day 60.
         let c = civil(1_709_214_330);
         assert_eq!(
@@ -137,7 +140,10 @@ mod tests {
         assert_eq!(days_in_month(1900, 2), 28);
         // Before the epoch: 1969-12-31T23:59:59Z, a Wednesday.
         let c = civil(-1);
-        assert_eq!((c.year, c.month, c.day, c.hour, c.weekday), (1969, 12, 31, 23, 3));
+        assert_eq!(
+            (c.year, c.month, c.day, c.hour, c.weekday),
+            (1969, 12, 31, 23, 3)
+        );
         assert_eq!(rfc3339(1_709_214_330), "2024-02-29T13:45:30Z");
     }
 }

@@ -9,9 +9,7 @@ use strata_tsdb::Labels;
 
 use super::super::eval::{drop_name, Ctx, Evaluator, IVal};
 use super::super::value::Sample;
-use super::{
-    annotate, go_g, metric_name, scalar_arg, string_arg, vector_arg, MonotonicityInfo,
-};
+use super::{annotate, go_g, metric_name, scalar_arg, string_arg, vector_arg, MonotonicityInfo};
 use crate::error::Result;
 use crate::parser::ast::PosRange;
 use crate::parser::Call;
@@ -47,7 +45,11 @@ fn parse_le(s: &str) -> Option<f64> {
 }
 
 fn sort_and_coalesce(buckets: &mut Vec<Bucket>) {
-    buckets.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(std::cmp::Ordering::Equal));
+    buckets.sort_by(|a, b| {
+        a.upper
+            .partial_cmp(&b.upper)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let mut out: Vec<Bucket> = Vec::with_capacity(buckets.len());
     for b in buckets.drain(..) {
         match out.last_mut() {
@@ -255,10 +257,7 @@ fn group_buckets(ev: &mut Evaluator, v: Vec<Sample>, pos: PosRange) -> Vec<(Labe
                 order.len() - 1
             }
         };
-        order[k].1.push(Bucket {
-            upper,
-            count: s.f,
-        });
+        order[k].1.push(Bucket { upper, count: s.f });
     }
     order
 }
@@ -277,7 +276,13 @@ fn validate_quantile(ev: &mut Evaluator, q: f64, pos: PosRange) {
     }
 }
 
-fn note_monotonicity(ev: &mut Evaluator, metric: &Labels, pos: PosRange, t: i64, r: &QuantileResult) {
+fn note_monotonicity(
+    ev: &mut Evaluator,
+    metric: &Labels,
+    pos: PosRange,
+    t: i64,
+    r: &QuantileResult,
+) {
     let mut raw = MONOTONICITY_INFO.to_string();
     let name = metric_name(metric);
     if ev.opts.delayed_name_removal && !name.is_empty() {
@@ -414,7 +419,10 @@ mod tests {
         assert!(!r.forced_monotonic);
         // In the +Inf bucket: the largest finite bound.
         assert_eq!(bucket_quantile(0.9, buckets.clone()).value, 0.2);
-        assert_eq!(bucket_quantile(-1.0, buckets.clone()).value, f64::NEG_INFINITY);
+        assert_eq!(
+            bucket_quantile(-1.0, buckets.clone()).value,
+            f64::NEG_INFINITY
+        );
         assert_eq!(bucket_quantile(2.0, buckets).value, f64::INFINITY);
         // No +Inf bucket: NaN.
         assert!(bucket_quantile(0.5, b(&[(1.0, 1.0)])).value.is_nan());
@@ -434,7 +442,10 @@ mod tests {
         let r = bucket_quantile(0.01, buckets.clone());
         assert!((r.value - 0.0045).abs() < 1e-12);
         assert!(r.forced_monotonic);
-        assert_eq!((r.min_bucket, r.max_bucket, r.max_diff), (1.0, f64::INFINITY, 10.0));
+        assert_eq!(
+            (r.min_bucket, r.max_bucket, r.max_diff),
+            (1.0, f64::INFINITY, 10.0)
+        );
         assert!((bucket_quantile(0.5, buckets.clone()).value - 8.5).abs() < 1e-12);
         assert!((bucket_quantile(0.99, buckets).value - 979.75).abs() < 1e-9);
     }
@@ -451,7 +462,10 @@ mod tests {
         assert_eq!(bucket_fraction(0.0, 1.0, buckets.clone()), 0.25);
         assert_eq!(bucket_fraction(1.0, 1.5, buckets.clone()), 0.25);
         assert_eq!(bucket_fraction(2.0, 1.0, buckets.clone()), 0.0);
-        assert_eq!(bucket_fraction(f64::NEG_INFINITY, f64::INFINITY, buckets), 1.0);
+        assert_eq!(
+            bucket_fraction(f64::NEG_INFINITY, f64::INFINITY, buckets),
+            1.0
+        );
     }
 
     #[test]

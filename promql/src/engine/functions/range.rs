@@ -33,7 +33,9 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, ctx: &Ctx, i: usize) -> Result<
         .iter()
         .position(|a| *a == ValueType::Matrix)
     else {
-        return Err(Error::Eval(format!("internal: {name} has no range argument")));
+        return Err(Error::Eval(format!(
+            "internal: {name} has no range argument"
+        )));
     };
     let marg = c.args[mi].unparen();
     // Windows first (as Prometheus evaluates a subquery argument first), then the scalars.
@@ -534,8 +536,8 @@ fn double_exponential_smoothing(s: &[(i64, f64)], sf: f64, tf: f64) -> Option<f6
     let mut s0 = 0.0;
     let mut s1 = s[0].1;
     let mut b = s[1].1 - s[0].1;
-    for k in 1..s.len() {
-        let x = sf * s[k].1;
+    for (k, &(_, v)) in s.iter().enumerate().skip(1) {
+        let x = sf * v;
         b = trend(k - 1, s0, s1, b);
         let y = (1.0 - sf) * (s1 + b);
         s0 = s1;
