@@ -705,12 +705,11 @@ pub(crate) fn drop_name(l: &Labels) -> Labels {
     let Some(name) = l.get(strata_tsdb::labels::METRIC_NAME) else {
         return l.clone();
     };
-    // The type and unit labels describe the metric the name names; they go with it.
+    // The type and unit labels describe the metric the name names; they go with it (with
+    // delayed removal, at the end of the query: until then they still take part in matching).
     if DELAYED_NAME_REMOVAL.with(|c| c.get()) {
         let mut b = l.builder();
         b.del(strata_tsdb::labels::METRIC_NAME);
-        b.del(TYPE_LABEL);
-        b.del(UNIT_LABEL);
         b.set(DROPPED_NAME, name);
         b.build()
     } else {
@@ -721,7 +720,7 @@ pub(crate) fn drop_name(l: &Labels) -> Labels {
 /// Removes the delayed-removal marker (the final step of delayed name removal).
 pub(crate) fn finish_labels(l: Labels) -> Labels {
     if l.has(DROPPED_NAME) {
-        l.without(&[DROPPED_NAME])
+        l.without(&[DROPPED_NAME, TYPE_LABEL, UNIT_LABEL])
     } else {
         l
     }
