@@ -461,13 +461,18 @@ impl<'a> Evaluator<'a> {
             self.matrices.insert(key, loaded);
         }
         let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])?;
+        self.windows(key, r.saturating_add(ahead), range + back + ahead)
+    }
+
+    /// The non-empty windows `(end - range, end]` of the series loaded under `key`.
+    fn windows(&mut self, key: (usize, usize), end: i64, range: i64) -> Result<Vec<Window>> {
         let series = self
             .matrices
             .get_mut(&key)
-            .ok_or(Error::Eval("internal: selector not loaded".into()))?;
+            .ok_or(Error::Eval("internal: range data not loaded".into()))?;
         let mut out = Vec::new();
         for s in series.iter_mut() {
-            let (lo, hi) = s.window(r.saturating_add(ahead), range + back + ahead);
+            let (lo, hi) = s.window(end, range);
             if hi > lo {
                 out.push(Window {
                     metric: s.metric.clone(),
@@ -513,23 +518,7 @@ impl<'a> Evaluator<'a> {
             self.matrices.insert(key, loaded);
         }
         let r = self.ref_time(sq.at, sq.offset.as_ref(), ctx.ts[i])?;
-        let series = self
-            .matrices
-            .get_mut(&key)
-            .ok_or(Error::Eval("internal: subquery not evaluated".into()))?;
-        let mut out = Vec::new();
-        for s in series.iter_mut() {
-            let (lo, hi) = s.window(r, range);
-            if hi > lo {
-                out.push(Window {
-                    metric: s.metric.clone(),
-                    data: s.data.clone(),
-                    lo,
-                    hi,
-                });
-            }
-        }
-        Ok(out)
+        self.windows(key, r, range)
     }
 
     /// Evaluates `e` at step `i` of `ctx`.

@@ -12,7 +12,7 @@
 //! (`histogram_count`, `histogram_sum`, ...) always return an empty vector.
 
 mod date;
-mod histogram;
+pub(crate) mod histogram;
 mod info;
 mod labelfns;
 mod range;

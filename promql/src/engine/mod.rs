@@ -15,6 +15,12 @@ mod value;
 
 pub use value::{Annotations, QueryResult, Sample, Series, Value};
 
+/// Prometheus's `almost.Equal` (used by `histogram_quantile`'s monotonicity fix and by the
+/// test-script comparison).
+pub fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
+    functions::histogram::almost_equal(a, b, eps)
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

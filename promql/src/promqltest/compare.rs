@@ -16,9 +16,6 @@ use super::series::SampleValue;
 /// Relative tolerance used for all float comparisons.
 pub const DEFAULT_EPSILON: f64 = 0.000001;
 
-/// Smallest positive normal f64 (`0x0010000000000000`).
-const MIN_NORMAL: f64 = 2.2250738585072014e-308;
-
 /// Prometheus's `util/almost.Equal`: a stale marker equals only a stale marker; any two NaNs are
 /// equal; exact equality (so `Inf == Inf`); if either side is 0 or the magnitude sum is
 /// subnormal, `|a−b| < ε·MIN_NORMAL`; else `|a−b| / min(|a|+|b|, MAX) < ε`.
@@ -26,18 +23,7 @@ pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
     if is_stale_nan(a) || is_stale_nan(b) {
         return is_stale_nan(a) && is_stale_nan(b);
     }
-    if a.is_nan() && b.is_nan() {
-        return true;
-    }
-    if a == b {
-        return true;
-    }
-    let abs_sum = a.abs() + b.abs();
-    let diff = (a - b).abs();
-    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
-        return diff < epsilon * MIN_NORMAL;
-    }
-    diff / abs_sum.min(f64::MAX) < epsilon
+    crate::engine::almost_equal(a, b, epsilon)
 }
 
 /// A point value produced by the engine. Histogram contents are opaque here (a rendering for

@@ -60,8 +60,8 @@ fn sort_and_coalesce(buckets: &mut Vec<Bucket>) {
     *buckets = out;
 }
 
-/// `almost.Equal` of Prometheus's util.
-fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
+/// `almost.Equal` of Prometheus's util: equal within a relative `eps`, NaN equals NaN.
+pub(crate) fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
     const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
     if a.is_nan() && b.is_nan() {
         return true;
