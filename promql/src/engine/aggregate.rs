@@ -67,8 +67,23 @@ fn group_labels(m: &Labels, a: &AggregateExpr) -> Labels {
         n.push(super::eval::UNIT_LABEL);
         m.without(&n)
     } else {
-        m.keep_only(&names)
+        let mut key = m.keep_only(&names);
+        // `by (__name__)` groups by the name even when delayed name removal has marked it
+        // for dropping (Prometheus still has it at that point).
+        if names.contains(&METRIC_NAME) {
+            if let Some(n) = m.get(super::eval::DROPPED_NAME) {
+                let mut b = key.builder();
+                b.set(METRIC_NAME, n);
+                key = b.build();
+            }
+        }
+        key
     }
+}
+
+/// True if the group key of `m` carries a metric name that is marked for dropping.
+fn drops_grouped_name(m: &Labels, a: &AggregateExpr) -> bool {
+    !a.without && a.grouping.iter().any(|g| g == METRIC_NAME) && m.has(super::eval::DROPPED_NAME)
 }
 
 #[derive(Default)]
@@ -79,6 +94,8 @@ struct Group {
     kahan_c: f64,
     count: f64,
     incremental_mean: bool,
+    /// Some input had its grouped metric name marked for dropping.
+    drop_name: bool,
     values: Vec<f64>,
     samples: Vec<Sample>,
 }
@@ -139,8 +156,12 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
     for s in input {
         let key = group_labels(&s.metric, a);
         let f = s.f;
+        let dropped = drops_grouped_name(&s.metric, a);
         let gi = match index.get(&key) {
-            Some(&g) => g,
+            Some(&g) => {
+                order[g].drop_name |= dropped;
+                g
+            }
             None => {
                 index.insert(key.clone(), order.len());
                 let mut g = Group {
@@ -148,6 +169,7 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
                     value: f,
                     mean: f,
                     count: 1.0,
+                    drop_name: dropped,
                     ..Default::default()
                 };
                 match a.op {
@@ -225,7 +247,11 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
                 _ => g.value,
             };
             Sample {
-                metric: g.labels,
+                metric: if g.drop_name {
+                    super::eval::drop_name(&g.labels)
+                } else {
+                    g.labels
+                },
                 t: 0,
                 f,
             }

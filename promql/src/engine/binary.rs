@@ -127,8 +127,6 @@ fn signature(l: &Labels, m: &VectorMatching) -> Labels {
         let mut names: Vec<&str> = m.labels.iter().map(|s| s.as_str()).collect();
         names.push(METRIC_NAME);
         names.push(super::eval::DROPPED_NAME);
-        names.push(super::eval::TYPE_LABEL);
-        names.push(super::eval::UNIT_LABEL);
         l.without(&names)
     }
 }

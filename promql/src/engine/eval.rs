@@ -124,6 +124,8 @@ pub(crate) struct Evaluator<'a> {
     vectors: HashMap<(usize, usize), Vec<Loaded>>,
     matrices: HashMap<(usize, usize), Vec<Loaded>>,
     next_ctx: usize,
+    /// Per-query state of the functions (annotations merged across steps).
+    pub fn_state: functions::FnState,
 }
 
 /// Runs a query (see [`super::Engine::exec`]).
@@ -163,6 +165,7 @@ fn run_inner(
         vectors: HashMap::new(),
         matrices: HashMap::new(),
         next_ctx: 0,
+        fn_state: functions::FnState::default(),
     };
     let value = if step == 0 {
         let ctx = ev.new_ctx(vec![start], 0);
@@ -234,6 +237,7 @@ fn run_inner(
         m.sort_by(|a, b| a.metric.cmp(&b.metric));
         Value::Matrix(m)
     };
+    functions::finish(&mut ev);
     Ok(QueryResult {
         value,
         annotations: ev.annotations,
@@ -289,7 +293,12 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The reference time of a selector with `@`/`offset` at evaluation time `t`.
-    fn ref_time(&self, at: Option<AtModifier>, offset: Option<&Duration>, t: i64) -> Result<i64> {
+    pub(crate) fn ref_time(
+        &self,
+        at: Option<AtModifier>,
+        offset: Option<&Duration>,
+        t: i64,
+    ) -> Result<i64> {
         let off = match offset {
             Some(d) => self.duration_ms(d, true)?,
             None => 0,
@@ -696,12 +705,11 @@ pub(crate) fn drop_name(l: &Labels) -> Labels {
     let Some(name) = l.get(strata_tsdb::labels::METRIC_NAME) else {
         return l.clone();
     };
-    // The type and unit labels describe the metric the name names; they go with it.
+    // The type and unit labels describe the metric the name names; they go with it (with
+    // delayed removal, at the end of the query: until then they still take part in matching).
     if DELAYED_NAME_REMOVAL.with(|c| c.get()) {
         let mut b = l.builder();
         b.del(strata_tsdb::labels::METRIC_NAME);
-        b.del(TYPE_LABEL);
-        b.del(UNIT_LABEL);
         b.set(DROPPED_NAME, name);
         b.build()
     } else {
@@ -712,7 +720,7 @@ pub(crate) fn drop_name(l: &Labels) -> Labels {
 /// Removes the delayed-removal marker (the final step of delayed name removal).
 pub(crate) fn finish_labels(l: Labels) -> Labels {
     if l.has(DROPPED_NAME) {
-        l.without(&[DROPPED_NAME])
+        l.without(&[DROPPED_NAME, TYPE_LABEL, UNIT_LABEL])
     } else {
         l
     }

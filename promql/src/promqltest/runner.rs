@@ -140,7 +140,9 @@ fn load(head: &Arc<Head>, l: &LoadCommand, hist_names: &mut HashSet<String>) -> 
     app.commit().map_err(|e| e.to_string())
 }
 
-/// Does the eval involve native histograms (FORMAT.md's `nh_any` rule)?
+/// Does the eval involve native histograms? FORMAT.md's `nh_any` rule: a histogram literal in
+/// the expected result or expression, or the expression naming a series loaded with histogram
+/// values since the last `clear` (`__name__` matchers count when any is in scope).
 fn involves_histograms(ev: &EvalCommand, hist_names: &HashSet<String>) -> bool {
     if ev.expects_histograms() || ev.expr.contains("{{") {
         return true;
@@ -152,16 +154,6 @@ fn involves_histograms(ev: &EvalCommand, hist_names: &HashSet<String>) -> bool {
         return true;
     }
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
-    // A selector without a metric name (`{job="x"}`) may select histogram series too.
-    let b = ev.expr.as_bytes();
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'{' {
-            let prev = ev.expr[..i].trim_end().chars().next_back();
-            if !prev.is_some_and(|p| is_word(p) || p == '"') {
-                return true;
-            }
-        }
-    }
     for name in hist_names {
         let mut from = 0;
         while let Some(pos) = ev.expr[from..].find(name.as_str()) {
