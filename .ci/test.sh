@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
-command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"
   SUDO=""
@@ -13,7 +13,9 @@ if ((${#need_apt[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-command -v promtool >/dev/null || { echo "promtool is required and could not be installed" >&2; exit 1; }
+for tool in prometheus promtool prometheus-node-exporter; do
+  command -v "$tool" >/dev/null || { echo "$tool is required and could not be installed" >&2; exit 1; }
+done
 
 if [[ ! -d ../shared/prometheus ]]; then
   echo "../shared/prometheus (Prometheus's test data) must be beside the repository" >&2
