@@ -584,7 +584,7 @@ impl Symbols {
 
     /// Resolves label references; the error is Prometheus's message.
     fn pairs(&mut self, refs: &[u32]) -> Result<RawPairs, String> {
-        if refs.len() % 2 != 0 {
+        if refs.len() & 1 == 1 {
             return Err(format!("invalid labelRefs length {}", refs.len()));
         }
         let mut pairs = Vec::with_capacity(refs.len() / 2);
