@@ -192,13 +192,16 @@ fn storage_err(e: impl std::fmt::Display) -> RemoteError {
     RemoteError::internal(e.to_string())
 }
 
+/// Receives one selected series' labels and samples.
+type SeriesSink<'a> = dyn FnMut(&Labels, &[(i64, f64)]) -> Result<(), RemoteError> + 'a;
+
 /// Runs every query and calls `f` with each series' labels and samples (sorted by labels).
 fn for_each_series(
     queryable: &dyn Queryable,
     q: &v1::Query,
     samples_left: &mut Option<usize>,
     limit: usize,
-    f: &mut dyn FnMut(&Labels, &[(i64, f64)]) -> Result<(), RemoteError>,
+    f: &mut SeriesSink<'_>,
 ) -> Result<(), RemoteError> {
     let ms = matchers(&q.matchers)?;
     let querier = queryable
