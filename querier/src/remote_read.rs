@@ -195,7 +195,8 @@ fn storage_err(e: impl std::fmt::Display) -> RemoteError {
 /// Receives one selected series' labels and samples.
 type SeriesSink<'a> = dyn FnMut(&Labels, &[(i64, f64)]) -> Result<(), RemoteError> + 'a;
 
-/// Runs every query and calls `f` with each series' labels and samples (sorted by labels).
+/// Runs one query and calls `f` with each selected series' labels and samples (sorted by
+/// labels), counting samples against the limit.
 fn for_each_series(
     queryable: &dyn Queryable,
     q: &v1::Query,
