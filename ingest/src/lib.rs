@@ -1,10 +1,11 @@
 //! Everything that brings samples in: exposition-format parsers (OpenMetrics and Prometheus text,
-//! written with nom), remote-write decoding, the scrape manager and relabeling, and the agent's
+//! written with nom), remote-write decoding ([`remote`]), the scrape manager and relabeling, and the agent's
 //! durable remote-write queue. Ingest reaches storage only through
 //! [`strata_tsdb::storage::Appender`].
 
 pub mod error;
 pub mod openmetrics;
+pub mod remote;
 pub mod textparse;
 
 pub use error::Error;
