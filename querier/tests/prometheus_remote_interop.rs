@@ -178,7 +178,6 @@ fn now_ms() -> i64 {
 }
 
 #[test]
-#[ignore = "starts a real Prometheus; run with --ignored"]
 fn prometheus_remote_write_and_read_against_strata() {
     assert!(
         std::path::Path::new(PROMETHEUS).exists(),
