@@ -228,7 +228,10 @@ pub fn write_labels(out: &mut String, l: &Labels) {
 pub fn labels_json(l: &Labels) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for x in l.iter() {
-        m.insert(x.name.to_string(), serde_json::Value::String(x.value.to_string()));
+        m.insert(
+            x.name.to_string(),
+            serde_json::Value::String(x.value.to_string()),
+        );
     }
     serde_json::Value::Object(m)
 }
@@ -368,7 +371,13 @@ mod tests {
 
     #[test]
     fn rfc3339_round_trip() {
-        for ms in [0i64, 1_435_781_451_781, 1_700_000_000_500, -86_400_001, 951_782_400_000] {
+        for ms in [
+            0i64,
+            1_435_781_451_781,
+            1_700_000_000_500,
+            -86_400_001,
+            951_782_400_000,
+        ] {
             assert_eq!(parse_time(&format_rfc3339(ms)).unwrap(), ms, "{ms}");
         }
         assert_eq!(format_rfc3339(1_435_781_451_000), "2015-07-01T20:10:51Z");

@@ -63,10 +63,7 @@ fn parse_query(p: &Params) -> Result<(String, Expr), ApiError> {
 }
 
 /// `GET|POST /api/v1/query`.
-pub(super) async fn instant(
-    State(st): State<Arc<ApiState>>,
-    p: Params,
-) -> Result<ApiOk, ApiError> {
+pub(super) async fn instant(State(st): State<Arc<ApiState>>, p: Params) -> Result<ApiOk, ApiError> {
     let limit = parse_limit(&p)?;
     let t = parse_time_param(&p, "time", now_ms())?;
     let timeout = parse_timeout(&p)?;
@@ -91,10 +88,7 @@ pub(super) async fn instant(
 }
 
 /// `GET|POST /api/v1/query_range`.
-pub(super) async fn range(
-    State(st): State<Arc<ApiState>>,
-    p: Params,
-) -> Result<ApiOk, ApiError> {
+pub(super) async fn range(State(st): State<Arc<ApiState>>, p: Params) -> Result<ApiOk, ApiError> {
     let limit = parse_limit(&p)?;
     let start = json::parse_time(p.get("start").unwrap_or(""))
         .map_err(|e| ApiError::invalid_param(e, "start"))?;
@@ -123,10 +117,7 @@ pub(super) async fn range(
     let lookback = parse_lookback(&p)?;
     let (text, expr) = parse_query(&p)?;
     let vt = expr.value_type();
-    if !matches!(
-        vt,
-        parser::ValueType::Scalar | parser::ValueType::Vector
-    ) {
+    if !matches!(vt, parser::ValueType::Scalar | parser::ValueType::Vector) {
         return Err(ApiError::invalid_param(
             format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
@@ -174,8 +165,7 @@ async fn run(st: Arc<ApiState>, q: QueryRequest) -> Result<ApiOk, ApiError> {
     let timeout = q.timeout.map_or(engine_timeout, |t| t.min(engine_timeout));
 
     // Wait for a slot; the wait counts against the timeout, as in Prometheus.
-    let permit = match tokio::time::timeout(timeout, st.query_slots.clone().acquire_owned()).await
-    {
+    let permit = match tokio::time::timeout(timeout, st.query_slots.clone().acquire_owned()).await {
         Ok(Ok(p)) => p,
         Ok(Err(_)) => return Err(ApiError::internal("query slots closed")),
         Err(_) => return Err(timeout_error()),

@@ -48,10 +48,7 @@ fn exec_err(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// `GET|POST /api/v1/series`.
-pub(super) async fn series(
-    State(st): State<Arc<ApiState>>,
-    p: Params,
-) -> Result<ApiOk, ApiError> {
+pub(super) async fn series(State(st): State<Arc<ApiState>>, p: Params) -> Result<ApiOk, ApiError> {
     let raw = p.all("match[]");
     if raw.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
@@ -121,10 +118,7 @@ fn string_list(mut v: Vec<String>, limit: usize) -> Result<ApiOk, ApiError> {
 }
 
 /// `GET|POST /api/v1/labels`.
-pub(super) async fn labels(
-    State(st): State<Arc<ApiState>>,
-    p: Params,
-) -> Result<ApiOk, ApiError> {
+pub(super) async fn labels(State(st): State<Arc<ApiState>>, p: Params) -> Result<ApiOk, ApiError> {
     let limit = parse_limit(&p)?;
     let start = parse_time_param(&p, "start", MIN_TIME)?;
     let end = parse_time_param(&p, "end", MAX_TIME)?;

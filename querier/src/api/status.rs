@@ -104,10 +104,7 @@ fn top(mut v: Vec<(String, u64)>, limit: usize) -> Vec<serde_json::Value> {
 }
 
 /// `GET /api/v1/status/tsdb`: head cardinality statistics (top `limit`, default 10).
-pub(super) async fn tsdb(
-    State(st): State<Arc<ApiState>>,
-    p: Params,
-) -> Result<ApiOk, ApiError> {
+pub(super) async fn tsdb(State(st): State<Arc<ApiState>>, p: Params) -> Result<ApiOk, ApiError> {
     const MAX_LIMIT: usize = 10_000;
     let limit = match p.get("limit") {
         None => 10,

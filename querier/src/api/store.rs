@@ -207,7 +207,12 @@ impl ExemplarStore {
 
     /// Exemplars in `[start, end]` of series matching any of the matcher sets, sorted by
     /// series labels; series without exemplars in range are left out.
-    pub fn query(&self, start: i64, end: i64, matcher_sets: &[Vec<Matcher>]) -> Vec<SeriesExemplars> {
+    pub fn query(
+        &self,
+        start: i64,
+        end: i64,
+        matcher_sets: &[Vec<Matcher>],
+    ) -> Vec<SeriesExemplars> {
         let r = self.inner.read();
         let mut out: Vec<SeriesExemplars> = r
             .by_series
@@ -265,7 +270,12 @@ mod tests {
         s.record(&b, &t, 3.0, 30).unwrap();
         s.record(&b, &t, 4.0, 40).unwrap(); // evicts a@10
         assert_eq!(s.len(), 3);
-        let all = vec![vec![Matcher::new(strata_tsdb::MatchType::Regexp, "__name__", ".+").unwrap()]];
+        let all = vec![vec![Matcher::new(
+            strata_tsdb::MatchType::Regexp,
+            "__name__",
+            ".+",
+        )
+        .unwrap()]];
         let r = s.query(i64::MIN, i64::MAX, &all);
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].exemplars.len(), 1);
