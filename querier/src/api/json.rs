@@ -185,6 +185,17 @@ pub fn write_timestamp(out: &mut String, t: i64) {
     }
 }
 
+/// Writes a millisecond timestamp as Go's `encoding/json` writes `float64(t)/1000` (used by
+/// Prometheus for scalar and string results): the shortest decimal, `1.5`, `100`.
+pub fn write_float_timestamp(out: &mut String, t: i64) {
+    let f = t as f64 / 1000.0;
+    if f.abs() >= 1e21 {
+        let _ = write!(out, "{f:e}");
+    } else {
+        let _ = write!(out, "{f}");
+    }
+}
+
 /// Writes `s` as a JSON string literal.
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
@@ -252,10 +263,16 @@ pub fn write_result_members(out: &mut String, v: &Value) {
     out.push_str(v.type_name());
     out.push_str("\",\"result\":");
     match v {
-        Value::Scalar { t, v } => write_point(out, *t, *v),
+        Value::Scalar { t, v } => {
+            out.push('[');
+            write_float_timestamp(out, *t);
+            out.push_str(",\"");
+            out.push_str(&fmt_value(*v));
+            out.push_str("\"]");
+        }
         Value::String { t, v } => {
             out.push('[');
-            write_timestamp(out, *t);
+            write_float_timestamp(out, *t);
             out.push(',');
             write_str(out, v);
             out.push(']');
@@ -420,8 +437,8 @@ mod tests {
         assert_eq!(j["result"][0]["values"][1][0], 1.5);
         assert_eq!(j["result"][0]["values"][0][1], "NaN");
         assert_eq!(
-            value_json(&Value::Scalar { t: 1, v: 2.0 }),
-            r#"{"resultType":"scalar","result":[0.001,"2"]}"#
+            value_json(&Value::Scalar { t: 1500, v: 2.0 }),
+            r#"{"resultType":"scalar","result":[1.5,"2"]}"#
         );
         assert_eq!(
             value_json(&Value::String {
