@@ -63,21 +63,81 @@ pub(super) async fn runtimeinfo(State(st): State<Arc<ApiState>>) -> Result<ApiOk
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    ApiOk::of(&json!({
-        "startTime": format_rfc3339(st.start_time_ms),
-        "CWD": cwd,
-        "hostname": hostname(),
-        "serverTime": format_rfc3339(now_ms()),
-        "reloadConfigSuccess": true,
-        "lastConfigTime": format_rfc3339(st.start_time_ms),
-        "corruptionCount": st.db.broken_blocks().len(),
-        "goroutineCount": st.metrics.queries_in_flight.get(),
-        "GOMAXPROCS": threads,
-        "GOMEMLIMIT": i64::MAX,
-        "GOGC": "",
-        "GODEBUG": "",
-        "storageRetention": st.config.storage_retention,
-    }))
+    ApiOk::of(&RuntimeInfo {
+        start_time: format_rfc3339(st.start_time_ms),
+        cwd,
+        hostname: hostname(),
+        server_time: format_rfc3339(now_ms()),
+        reload_config_success: true,
+        last_config_time: format_rfc3339(st.start_time_ms),
+        corruption_count: st.db.broken_blocks().len() as i64,
+        goroutine_count: st.metrics.queries_in_flight.get(),
+        gomaxprocs: threads,
+        gomemlimit: i64::MAX,
+        gogc: String::new(),
+        godebug: String::new(),
+        storage_retention: st.config.storage_retention.clone(),
+    })
+}
+
+/// Prometheus's `RuntimeInfo`, fields in its order.
+#[derive(serde::Serialize)]
+struct RuntimeInfo {
+    #[serde(rename = "startTime")]
+    start_time: String,
+    #[serde(rename = "CWD")]
+    cwd: String,
+    hostname: String,
+    #[serde(rename = "serverTime")]
+    server_time: String,
+    #[serde(rename = "reloadConfigSuccess")]
+    reload_config_success: bool,
+    #[serde(rename = "lastConfigTime")]
+    last_config_time: String,
+    #[serde(rename = "corruptionCount")]
+    corruption_count: i64,
+    /// Queries in flight (there are no goroutines).
+    #[serde(rename = "goroutineCount")]
+    goroutine_count: i64,
+    #[serde(rename = "GOMAXPROCS")]
+    gomaxprocs: usize,
+    #[serde(rename = "GOMEMLIMIT")]
+    gomemlimit: i64,
+    #[serde(rename = "GOGC")]
+    gogc: String,
+    #[serde(rename = "GODEBUG")]
+    godebug: String,
+    #[serde(rename = "storageRetention")]
+    storage_retention: String,
+}
+
+/// One `{"name":..,"value":..}` entry of the TSDB status.
+#[derive(serde::Serialize)]
+struct TsdbStat {
+    name: String,
+    value: u64,
+}
+
+/// Prometheus's `HeadStats`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HeadStats {
+    num_series: u64,
+    num_label_pairs: u64,
+    chunk_count: u64,
+    min_time: i64,
+    max_time: i64,
+}
+
+/// Prometheus's `TSDBStatus`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TsdbStatus {
+    head_stats: HeadStats,
+    series_count_by_metric_name: Vec<TsdbStat>,
+    label_value_count_by_label_name: Vec<TsdbStat>,
+    memory_in_bytes_by_label_name: Vec<TsdbStat>,
+    series_count_by_label_value_pair: Vec<TsdbStat>,
 }
 
 /// Stable label-size estimate Prometheus uses for `memoryInBytesByLabelName`
@@ -95,11 +155,11 @@ fn label_size(name: &str, value: &str) -> u64 {
     uvarint_len(name.len()) + name.len() as u64 + uvarint_len(value.len()) + value.len() as u64
 }
 
-fn top(mut v: Vec<(String, u64)>, limit: usize) -> Vec<serde_json::Value> {
+fn top(mut v: Vec<(String, u64)>, limit: usize) -> Vec<TsdbStat> {
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v.truncate(limit);
     v.into_iter()
-        .map(|(name, value)| json!({"name": name, "value": value}))
+        .map(|(name, value)| TsdbStat { name, value })
         .collect()
 }
 
@@ -153,19 +213,19 @@ pub(super) async fn tsdb(State(st): State<Arc<ApiState>>, p: Params) -> Result<A
             }
             memory.push((name.to_string(), size));
         }
-        json!({
-            "headStats": {
-                "numSeries": head.num_series(),
-                "numLabelPairs": num_pairs,
-                "chunkCount": head.stats.chunks_created.load(Ordering::Relaxed),
-                "minTime": head.min_time(),
-                "maxTime": head.max_time(),
+        TsdbStatus {
+            head_stats: HeadStats {
+                num_series: head.num_series() as u64,
+                num_label_pairs: num_pairs as u64,
+                chunk_count: head.stats.chunks_created.load(Ordering::Relaxed),
+                min_time: head.min_time(),
+                max_time: head.max_time(),
             },
-            "seriesCountByMetricName": top(metrics, limit),
-            "labelValueCountByLabelName": top(label_counts, limit),
-            "memoryInBytesByLabelName": top(memory, limit),
-            "seriesCountByLabelValuePair": top(pairs, limit),
-        })
+            series_count_by_metric_name: top(metrics, limit),
+            label_value_count_by_label_name: top(label_counts, limit),
+            memory_in_bytes_by_label_name: top(memory, limit),
+            series_count_by_label_value_pair: top(pairs, limit),
+        }
     })
     .await
     .map_err(|e| ApiError::internal(format!("task failed: {e}")))?;
@@ -174,7 +234,18 @@ pub(super) async fn tsdb(State(st): State<Arc<ApiState>>, p: Params) -> Result<A
 
 /// `GET /api/v1/targets`: Strata does not scrape through this server; always empty.
 pub(super) async fn targets() -> Result<ApiOk, ApiError> {
-    ApiOk::of(&json!({"activeTargets": [], "droppedTargets": [], "droppedTargetCounts": {}}))
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct TargetDiscovery {
+        active_targets: [(); 0],
+        dropped_targets: [(); 0],
+        dropped_target_counts: std::collections::BTreeMap<String, u64>,
+    }
+    ApiOk::of(&TargetDiscovery {
+        active_targets: [],
+        dropped_targets: [],
+        dropped_target_counts: Default::default(),
+    })
 }
 
 /// `GET /api/v1/rules`: no rule evaluation; always empty.
