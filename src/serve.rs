@@ -1,15 +1,16 @@
 //! `strata serve`: opens the data directory (WAL replay, blocks), runs background compaction
-//! and retention, and serves HTTP. The remote-write receiver and the query API are wired here
-//! as they land; today the server answers the health and readiness endpoints.
+//! and retention, and serves HTTP: the Prometheus query API (`strata_querier::api`), health,
+//! readiness and self-metrics. The remote-write receiver is wired here as it lands.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use axum::routing::get;
-use axum::Router;
+use strata_promql::{Engine, EngineOptions};
+use strata_querier::api::{ApiConfig, ApiState};
 use strata_tsdb::db::{Db, DbOptions};
+use strata_tsdb::Labels;
 
 use crate::tsdb_cmd::parse_duration_ms;
 
@@ -31,6 +32,49 @@ pub struct ServeArgs {
     /// How far behind the newest sample out-of-order samples are accepted.
     #[arg(long = "storage.tsdb.out-of-order-time-window", default_value = "0s")]
     ooo_window: String,
+    /// Prometheus configuration file; `global.external_labels` is read from it.
+    #[arg(long = "config.file")]
+    config_file: Option<PathBuf>,
+    /// How far back a vector selector looks for the latest sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m")]
+    lookback_delta: String,
+    /// Maximum time a query may take before it is aborted.
+    #[arg(long = "query.timeout", default_value = "2m")]
+    query_timeout: String,
+    /// Maximum number of samples a single query may load into memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    max_samples: usize,
+    /// Maximum number of queries evaluated at once; more wait for a slot.
+    #[arg(long = "query.max-concurrency", default_value_t = 20)]
+    max_concurrency: usize,
+}
+
+/// The part of `prometheus.yml` the server reads.
+#[derive(serde::Deserialize, Default)]
+struct PromConfig {
+    #[serde(default)]
+    global: GlobalConfig,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct GlobalConfig {
+    #[serde(default)]
+    external_labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Reads `--config.file`: its text (for `/api/v1/status/config`) and external labels.
+fn load_config(path: &std::path::Path) -> Result<(String, Labels)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --config.file {}", path.display()))?;
+    let cfg: PromConfig = if text.trim().is_empty() {
+        PromConfig::default()
+    } else {
+        yaml_serde::from_str(&text)
+            .with_context(|| format!("parsing --config.file {}", path.display()))?
+    };
+    let pairs: Vec<(String, String)> = cfg.global.external_labels.into_iter().collect();
+    Labels::validate(&pairs).with_context(|| format!("external_labels in {}", path.display()))?;
+    Ok((text, Labels::from_pairs(&pairs)))
 }
 
 /// Parses a byte size such as `512MB`, `10GB`, `1TiB` or a plain number of bytes.
@@ -67,6 +111,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .context("--storage.tsdb.out-of-order-time-window")?,
         ..Default::default()
     };
+    let (config_yaml, external_labels) = match &args.config_file {
+        Some(p) => load_config(p)?,
+        None => (String::new(), Labels::empty()),
+    };
+    let engine = Engine::new(EngineOptions {
+        lookback_delta: parse_duration_ms(&args.lookback_delta)
+            .context("--query.lookback-delta")?,
+        max_samples: args.max_samples,
+        timeout: std::time::Duration::from_millis(
+            parse_duration_ms(&args.query_timeout).context("--query.timeout")? as u64,
+        ),
+        ..Default::default()
+    });
+    let flags = flags_map(&args);
     let db = Db::open(&args.path, opts)
         .with_context(|| format!("opening data directory {}", args.path.display()))?;
     for b in db.broken_blocks() {
@@ -86,16 +144,53 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let res = rt.block_on(serve_http(addr, db.clone()));
+    let state = Arc::new(ApiState::new(
+        db.clone(),
+        engine,
+        ApiConfig {
+            external_labels,
+            flags,
+            config_yaml,
+            max_concurrency: args.max_concurrency,
+            storage_retention: args.retention_time.clone(),
+            ..Default::default()
+        },
+    ));
+    let res = rt.block_on(serve_http(addr, state));
     db.close().context("closing storage")?;
     res
 }
 
-async fn serve_http(addr: SocketAddr, db: Arc<Db>) -> Result<()> {
-    let app = Router::new()
-        .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
-        .route("/-/ready", get(|| async { "Strata is Ready.\n" }))
-        .with_state(db);
+/// The flags as `/api/v1/status/flags` reports them.
+fn flags_map(a: &ServeArgs) -> std::collections::BTreeMap<String, String> {
+    [
+        ("web.listen-address", a.listen.clone()),
+        ("storage.tsdb.path", a.path.display().to_string()),
+        ("storage.tsdb.retention.time", a.retention_time.clone()),
+        ("storage.tsdb.retention.size", a.retention_size.clone()),
+        (
+            "storage.tsdb.out-of-order-time-window",
+            a.ooo_window.clone(),
+        ),
+        (
+            "config.file",
+            a.config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        ("query.lookback-delta", a.lookback_delta.clone()),
+        ("query.timeout", a.query_timeout.clone()),
+        ("query.max-samples", a.max_samples.to_string()),
+        ("query.max-concurrency", a.max_concurrency.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+async fn serve_http(addr: SocketAddr, state: Arc<ApiState>) -> Result<()> {
+    let app = strata_querier::api::router(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
