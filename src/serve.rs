@@ -190,7 +190,9 @@ fn flags_map(a: &ServeArgs) -> std::collections::BTreeMap<String, String> {
 }
 
 async fn serve_http(addr: SocketAddr, state: Arc<ApiState>) -> Result<()> {
-    let app = strata_querier::api::router(state);
+    let app = strata_querier::api::router(state.clone()).merge(
+        strata_querier::api::remote::remote_router(state, Default::default()),
+    );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;

@@ -163,7 +163,16 @@ pub fn fmt_value(v: f64) -> String {
     } else if v == f64::NEG_INFINITY {
         "-Inf".into()
     } else {
-        format!("{v}")
+        let a = v.abs();
+        if a != 0.0 && !(1e-6..1e21).contains(&a) {
+            // Go's `strconv.FormatFloat(v, 'e', -1, 64)`: shortest digits, two-digit exponent.
+            let e = format!("{v:e}");
+            let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+            let exp: i32 = exp.parse().unwrap_or(0);
+            format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+        } else {
+            format!("{v}")
+        }
     }
 }
 
@@ -403,7 +412,14 @@ mod tests {
 
     #[test]
     fn values_and_timestamps() {
-        assert_eq!(fmt_value(1e21), "1000000000000000000000");
+        // Prometheus switches to exponent form below 1e-6 and from 1e21 on.
+        assert_eq!(fmt_value(1e21), "1e+21");
+        assert_eq!(fmt_value(123e20), "1.23e+22");
+        assert_eq!(fmt_value(4.91e-7), "4.91e-07");
+        assert_eq!(fmt_value(-2.5e-300), "-2.5e-300");
+        assert_eq!(fmt_value(0.000001), "0.000001");
+        assert_eq!(fmt_value(1e20), "100000000000000000000");
+        assert_eq!(fmt_value(0.0), "0");
         assert_eq!(fmt_value(0.1), "0.1");
         assert_eq!(fmt_value(f64::NEG_INFINITY), "-Inf");
         let mut s = String::new();

@@ -14,6 +14,7 @@
 
 pub mod json;
 pub mod metrics;
+pub mod remote;
 pub mod store;
 
 mod query;
