@@ -7,7 +7,8 @@
 //!   blocks in a tempdir and opened read-only through `Db` (page cache warm). Each of the five
 //!   queries of `promql_data::QUERIES` is evaluated over the full 6h at step 60 s (361 steps),
 //!   parse excluded. Reported as samples loaded from storage per second (the query result's
-//!   `total_samples`, computed once before measuring).
+//!   `total_samples`, computed once before measuring). `STRATA_PQ_QUERIES=rate,topk` runs only
+//!   the named queries (names in `promql_data::QUERIES`), e.g. under `perf record`.
 
 mod promql_data;
 
@@ -108,7 +109,15 @@ fn range(c: &mut Criterion) {
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(10));
+    // `STRATA_PQ_QUERIES=rate,topk` restricts the set (for profiling one query).
+    let only = std::env::var("STRATA_PQ_QUERIES").ok();
     for (name, q) in QUERIES {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|x| x == name))
+        {
+            continue;
+        }
         let expr = strata_promql::parser::parse(q).unwrap();
         let run = || {
             engine
@@ -121,7 +130,7 @@ fn range(c: &mut Criterion) {
             _ => 0,
         };
         eprintln!(
-            "{name}: {} samples loaded, {series} result series",
+            "{name}: total_samples {}, {series} result series",
             r.total_samples
         );
         g.throughput(Throughput::Elements(r.total_samples as u64));

@@ -163,9 +163,9 @@ fn run() -> Res<()> {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| Query | Samples (Strata) | Prometheus HTTP | Strata eval | Strata eval + JSON | Prom / Strata eval | Prom / Strata eval+JSON |"
+        "| Query | Strata `total_samples` | Prometheus `totalQueryableSamples` | Prometheus HTTP | Strata eval | Strata eval + JSON | Prom / Strata eval | Prom / Strata eval+JSON |"
     );
-    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for (name, q) in QUERIES {
         let path = format!(
             "/api/v1/query_range?query={}&start={}&end={}&step={}",
@@ -211,7 +211,7 @@ fn run() -> Res<()> {
             .and_then(|(_, b)| serde_json::from_slice::<Json>(&b).ok())
             .and_then(|j| j["data"]["stats"]["samples"]["totalQueryableSamples"].as_u64());
         eprintln!(
-            "{name}: prometheus {p_series} series / {p_points} points ({} bytes JSON, {} samples queried); strata {s_series} series / {s_points} points, {} samples loaded",
+            "{name}: prometheus {p_series} series / {p_points} points ({} bytes JSON, {} samples queried); strata {s_series} series / {s_points} points, total_samples {}",
             body.len(),
             p_samples.map_or("?".into(), |n| n.to_string()),
             r.total_samples
@@ -239,8 +239,9 @@ fn run() -> Res<()> {
         let sj = s + j;
         let _ = writeln!(
             table,
-            "| `{q}` | {:.2} M | {} | {} | {} | {:.2}× | {:.2}× |",
+            "| `{q}` | {:.2} M | {} | {} | {} | {} | {:.2}× | {:.2}× |",
             r.total_samples as f64 / 1e6,
+            p_samples.map_or("?".into(), |n| format!("{:.2} M", n as f64 / 1e6)),
             ms(p),
             ms(s),
             ms(sj),

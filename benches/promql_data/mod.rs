@@ -70,6 +70,9 @@ pub const QUERY_STEP_MS: i64 = 60_000;
 /// A label set as `(name, value)` pairs sorted by name, `__name__` first.
 pub type LabelPairs = Vec<(&'static str, String)>;
 
+/// The consumer of [`for_each_series`].
+type Sink<'a> = dyn FnMut(&LabelPairs, &[(i64, f64)]) + 'a;
+
 /// Calls `f(labels, samples)` for each of the [`SERIES`] series; the first scrape is at
 /// `start` (plus jitter), the last at `start + SPAN_MS - SCRAPE_MS` (plus jitter).
 pub fn for_each_series(start: i64, mut f: impl FnMut(&LabelPairs, &[(i64, f64)])) {
@@ -90,7 +93,7 @@ pub fn for_each_series(start: i64, mut f: impl FnMut(&LabelPairs, &[(i64, f64)])
                 ("job", job.clone()),
             ]
         };
-        let emit = |f: &mut dyn FnMut(&LabelPairs, &[(i64, f64)]),
+        let emit = |f: &mut Sink,
                     labels: LabelPairs,
                     values: &mut dyn FnMut(usize) -> f64,
                     buf: &mut Vec<(i64, f64)>| {
