@@ -45,7 +45,7 @@ pub fn remote_router(state: Arc<ApiState>, limits: RemoteLimits) -> Router {
         .with_state(state)
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
