@@ -8,76 +8,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, require_tool, strata, urlencode};
-
-/// A child process killed on drop, with its log file.
-struct Proc {
-    name: &'static str,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Proc {
-        let f = std::fs::File::create(&log).expect("log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("dup"))
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Proc {
-            name,
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Waits until `GET path` on `port` answers 200.
-    fn wait_ready(&mut self, port: u16, path: &str, limit: Duration) {
-        let start = Instant::now();
-        loop {
-            if let Ok((200, _)) = http_get(port, path) {
-                return;
-            }
-            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "{} exited ({st}) before ready:\n{}",
-                    self.name,
-                    self.log_text()
-                );
-            }
-            if start.elapsed() > limit {
-                panic!(
-                    "{} not ready within {limit:?}:\n{}",
-                    self.name,
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use common::{free_port, http_get, require_tool, strata, urlencode, Proc};
 
 fn start_strata(dir: &Path, port: u16, log: PathBuf) -> Proc {
     let mut p = Proc::spawn(

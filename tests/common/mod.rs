@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `strata` binary built for this test run.
@@ -195,16 +195,42 @@ pub fn urlencode(s: &str) -> String {
 
 /// A minimal HTTP/1.1 GET to 127.0.0.1 (`Connection: close`, chunked bodies decoded).
 pub fn http_get(port: u16, target: &str) -> Result<(u16, Vec<u8>), String> {
+    http_request(port, "GET", target, None)
+}
+
+/// A form POST (`application/x-www-form-urlencoded`) to 127.0.0.1.
+pub fn http_post_form(port: u16, target: &str, form: &str) -> Result<(u16, Vec<u8>), String> {
+    http_request(
+        port,
+        "POST",
+        target,
+        Some(("application/x-www-form-urlencoded", form.as_bytes())),
+    )
+}
+
+/// A minimal HTTP/1.1 request to 127.0.0.1 (`Connection: close`, chunked bodies decoded).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    target: &str,
+    body: Option<(&str, &[u8])>,
+) -> Result<(u16, Vec<u8>), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     let to = Some(Duration::from_secs(60));
     s.set_read_timeout(to).map_err(|e| e.to_string())?;
     s.set_write_timeout(to).map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Accept-Encoding: identity\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Accept-Encoding: identity\r\n"
+    );
+    if let Some((ct, b)) = body {
+        let _ = write!(req, "Content-Type: {ct}\r\nContent-Length: {}\r\n", b.len());
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    if let Some((_, b)) = body {
+        s.write_all(b).map_err(|e| e.to_string())?;
+    }
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
     let split = buf
@@ -246,4 +272,70 @@ pub fn http_get(port: u16, target: &str) -> Result<(u16, Vec<u8>), String> {
         body = out;
     }
     Ok((status, body))
+}
+
+/// A child process killed on drop, with its log file.
+pub struct Proc {
+    name: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Proc {
+        let f = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("dup"))
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc {
+            name,
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits until `GET path` on `port` answers 200.
+    pub fn wait_ready(&mut self, port: u16, path: &str, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Ok((200, _)) = http_get(port, path) {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "{} exited ({st}) before ready:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "{} not ready within {limit:?}:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
