@@ -51,6 +51,15 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// (name, method, path, parameters, whether the data must be equal too)
+type Request = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(&'static str, String)>,
+    bool,
+);
+
 fn query_string(params: &[(&str, String)]) -> String {
     params
         .iter()
@@ -116,7 +125,7 @@ fn grafana_requests_get_prometheus_answers() {
         p
     };
     // (name, method, path, params, compare data too)
-    let requests: Vec<(&str, &str, &str, Vec<(&str, String)>, bool)> = vec![
+    let requests: Vec<Request> = vec![
         (
             "buildinfo",
             "GET",
