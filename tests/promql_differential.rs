@@ -1446,7 +1446,25 @@ fn promql_matches_prometheus() {
             .collect();
         (h.join().expect("strata thread"), p)
     });
+    // The same queries through `strata serve`'s HTTP API, with the data pushed over
+    // remote-write in time order.
+    let http_res = over_http(&input, tmp.path(), &cases);
     drop(prom);
+
+    let mut http_mismatches = Vec::new();
+    for (c, (p, h)) in cases.iter().zip(prom_res.iter().zip(&http_res)) {
+        let ordered = c.range.is_none() && is_ordered(&c.query);
+        if let Some(d) = compare(p, h, ordered) {
+            http_mismatches.push(format!("HTTP {}  [{}]\n    {d}", c.query, c.describe()));
+        }
+    }
+    assert!(
+        http_mismatches.is_empty(),
+        "{} of {} comparisons through strata serve's HTTP API differ:\n{}",
+        http_mismatches.len(),
+        cases.len(),
+        http_mismatches.join("\n")
+    );
 
     let mut mismatches = Vec::new();
     let mut by_query: HashMap<&str, usize> = HashMap::new();
@@ -1499,6 +1517,114 @@ fn promql_matches_prometheus() {
         QUERIES.len(),
         mismatches.join("\n")
     );
+}
+
+/// Starts `strata serve` on an empty directory, pushes every sample of `input` to it over
+/// remote-write 1.0 in time order, and answers each case through the HTTP API.
+fn over_http(input: &Path, work: &Path, cases: &[Case]) -> Vec<Res> {
+    use prost::Message;
+    use strata_ingest::remote::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
+
+    let text = std::fs::read_to_string(input).expect("read input");
+    let mut samples: Vec<(i64, usize, f64)> = Vec::new();
+    let mut series: Vec<strata_tsdb::Labels> = Vec::new();
+    let mut index: HashMap<strata_tsdb::Labels, usize> = HashMap::new();
+    for e in strata_ingest::openmetrics::OpenMetricsParser::new(&text) {
+        if let strata_ingest::openmetrics::Entry::Sample(s) = e.expect("parse input") {
+            let l = s.to_labels().expect("labels");
+            let n = index.len();
+            let i = *index.entry(l.clone()).or_insert_with(|| {
+                series.push(l);
+                n
+            });
+            samples.push((s.timestamp_ms.expect("timestamp"), i, s.value));
+        }
+    }
+    samples.sort_by_key(|s| (s.0, s.1));
+
+    let port = free_port();
+    let mut server = common::Proc::spawn(
+        "strata",
+        Command::new(common::strata())
+            .arg("serve")
+            .arg("--storage.tsdb.path")
+            .arg(work.join("served"))
+            .arg("--storage.tsdb.retention.time")
+            .arg("100y")
+            .arg("--web.listen-address")
+            .arg(format!("127.0.0.1:{port}")),
+        work.join("serve.log"),
+    );
+    server.wait_ready(port, "/-/ready", Duration::from_secs(60));
+    for batch in samples.chunks(20_000) {
+        let mut by_series: BTreeMap<usize, Vec<Sample>> = BTreeMap::new();
+        for &(t, i, v) in batch {
+            by_series.entry(i).or_default().push(Sample {
+                value: v,
+                timestamp: t,
+            });
+        }
+        let req = WriteRequest {
+            timeseries: by_series
+                .into_iter()
+                .map(|(i, samples)| TimeSeries {
+                    labels: series[i]
+                        .iter()
+                        .map(|l| Label::new(&l.name, &l.value))
+                        .collect(),
+                    samples,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&req.encode_to_vec())
+            .expect("snappy");
+        let (code, resp) = common::http_request(
+            port,
+            "POST",
+            "/api/v1/write",
+            Some(("application/x-protobuf", &body)),
+        )
+        .expect("remote write");
+        assert!(
+            (200..300).contains(&code),
+            "remote write answered {code}: {}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    let api = |path: &str, params: &[(&str, String)]| -> serde_json::Value {
+        let qs: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect();
+        let (_, body) = http_get(port, &format!("{path}?{}", qs.join("&"))).expect("query");
+        serde_json::from_slice(&body).expect("json")
+    };
+    let out = cases
+        .iter()
+        .map(|c| {
+            let v = match c.range {
+                None => api(
+                    "/api/v1/query",
+                    &[("query", c.query.clone()), ("time", ts(c.start))],
+                ),
+                Some((end, step)) => api(
+                    "/api/v1/query_range",
+                    &[
+                        ("query", c.query.clone()),
+                        ("start", ts(c.start)),
+                        ("end", ts(end)),
+                        ("step", format!("{}", step as f64 / 1000.0)),
+                    ],
+                ),
+            };
+            from_prom(&v)
+        })
+        .collect();
+    server.kill();
+    out
 }
 
 fn copy_dir(from: &Path, to: &Path) {
