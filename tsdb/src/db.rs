@@ -335,6 +335,16 @@ impl Db {
     }
 }
 
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("dir", &self.dir)
+            .field("blocks", &self.blocks.read().len())
+            .field("head_series", &self.head.num_series())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Db {
     fn drop(&mut self) {
         let _ = self.close();

@@ -336,6 +336,11 @@ impl Head {
         self.min_valid_time.fetch_max(t, Ordering::AcqRel);
     }
 
+    /// fsync calls on WAL segments since the WAL was opened (0 without a WAL).
+    pub fn wal_fsyncs(&self) -> u64 {
+        self.wal.as_ref().map_or(0, |w| w.lock().fsync_count())
+    }
+
     /// Number of series in the head.
     pub fn num_series(&self) -> usize {
         self.refs.len()

@@ -45,6 +45,9 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// The database whose WAL fsyncs feed `wal_fsyncs` (and what was fed so far).
+    db: Mutex<Option<Arc<Db>>>,
+    fsyncs_seen: std::sync::atomic::AtomicU64,
     /// Samples written to storage by the write path (`strata_ingest_samples_total`).
     pub samples_ingested: Counter,
     /// Samples refused, by reason (`strata_ingest_samples_rejected_total{reason}`); use
@@ -81,6 +84,8 @@ impl Metrics {
         let mut reg = Registry::default();
         let m = Metrics {
             registry: Mutex::new(Registry::default()),
+            db: Mutex::new(None),
+            fsyncs_seen: std::sync::atomic::AtomicU64::new(0),
             samples_ingested: Counter::default(),
             samples_rejected: Family::default(),
             exemplars_ingested: Counter::default(),
@@ -175,6 +180,7 @@ impl Metrics {
 
     /// Adds head statistics of `db` (read at each scrape) to the exposition.
     pub fn attach_db(&self, db: Arc<Db>) {
+        *self.db.lock() = Some(db.clone());
         self.registry
             .lock()
             .register_collector(Box::new(HeadCollector { db }));
@@ -197,6 +203,13 @@ impl Metrics {
 
     /// The exposition in the text format (OpenMetrics text, which Prometheus scrapes).
     pub fn encode(&self) -> String {
+        if let Some(db) = self.db.lock().as_ref() {
+            let now = db.head().wal_fsyncs();
+            let before = self
+                .fsyncs_seen
+                .swap(now, std::sync::atomic::Ordering::AcqRel);
+            self.wal_fsyncs.inc_by(now.saturating_sub(before));
+        }
         let mut out = String::new();
         let reg = self.registry.lock();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &reg) {
