@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod openmetrics;
+pub mod promtext;
 pub mod remote;
 pub mod textparse;
 

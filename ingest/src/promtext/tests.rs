@@ -1,0 +1,3 @@
+//! Tests for the Prometheus text-format parser.
+
+use super::*;
