@@ -7,6 +7,7 @@ pub mod error;
 pub mod openmetrics;
 pub mod promtext;
 pub mod remote;
+pub mod scrape_format;
 pub mod textparse;
 
 pub use error::Error;
