@@ -382,7 +382,10 @@ mod tests {
             accept_header(&[ScrapeProtocol::PrometheusText0_0_4], EscapingScheme::Dots),
             "text/plain;version=0.0.4;q=0.6,*/*;q=0.5"
         );
-        assert_eq!(ScrapeProtocol::PrometheusText1_0_0.media_type(), "text/plain");
+        assert_eq!(
+            ScrapeProtocol::PrometheusText1_0_0.media_type(),
+            "text/plain"
+        );
     }
 
     #[test]
@@ -401,7 +404,10 @@ mod tests {
         // interface_test.go's malformed content types.
         for (ct, err) in [
             ("invalid/", "mime: expected token after slash"),
-            ("invalid/invalid/invalid", "mime: unexpected content after media subtype"),
+            (
+                "invalid/invalid/invalid",
+                "mime: unexpected content after media subtype",
+            ),
             ("/", "mime: no media type"),
             (
                 "application/openmetrics-text; charset=UTF-8; charset=utf-8",
@@ -418,14 +424,20 @@ mod tests {
     fn format_selection() {
         for (ct, f) in [
             ("application/openmetrics-text", Format::OpenMetrics),
-            ("application/openmetrics-text; charset=utf-8", Format::OpenMetrics),
+            (
+                "application/openmetrics-text; charset=utf-8",
+                Format::OpenMetrics,
+            ),
             (
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 Format::OpenMetrics,
             ),
             ("text/plain", Format::PromText),
             ("text/plain; version=0.0.4", Format::PromText),
-            ("text/plain; version=1.0.0; escaping=allow-utf-8", Format::PromText),
+            (
+                "text/plain; version=1.0.0; escaping=allow-utf-8",
+                Format::PromText,
+            ),
         ] {
             assert_eq!(select_format(Some(ct), None), Ok((f, None)), "{ct}");
         }
@@ -445,7 +457,10 @@ mod tests {
             Ok((Format::PromText, Some(ContentTypeError::Blank)))
         );
         assert_eq!(
-            select_format(Some("text/html"), Some(ScrapeProtocol::OpenMetricsText1_0_0)),
+            select_format(
+                Some("text/html"),
+                Some(ScrapeProtocol::OpenMetricsText1_0_0)
+            ),
             Ok((
                 Format::OpenMetrics,
                 Some(ContentTypeError::Unsupported("text/html".into()))

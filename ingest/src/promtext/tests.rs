@@ -62,7 +62,8 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// `promparse_test.go`'s TestPromParse input.
-const PROM_PARSE_INPUT: &str = "# HELP go_gc_duration_seconds A summary of the GC invocation durations.
+const PROM_PARSE_INPUT: &str =
+    "# HELP go_gc_duration_seconds A summary of the GC invocation durations.
 # \tTYPE go_gc_duration_seconds summary
 go_gc_duration_seconds{quantile=\"0\"} 4.9351e-05
 go_gc_duration_seconds{quantile=\"0.25\",} 7.424100000000001e-05
@@ -132,10 +133,16 @@ fn prometheus_prom_parse_input() {
             ),
             ("nohelp1", ""),
             ("nohelp2", ""),
-            ("go_goroutines", "Number of goroutines that currently exist."),
+            (
+                "go_goroutines",
+                "Number of goroutines that currently exist."
+            ),
             ("some_counter_total", "Help after type."),
             ("nohelp3", ""),
-            ("type_and_unit_test1", "Type specified in metadata overrides."),
+            (
+                "type_and_unit_test1",
+                "Type specified in metadata overrides."
+            ),
             ("type_and_unit_test2", "Type specified in label."),
             ("metric", "foo\0bar"),
         ])
@@ -416,7 +423,11 @@ fn nul_bytes() {
     for (input, want) in [
         (
             "a{b=\0\"ssss\"} 1\n",
-            (1, 5, expected("label value in double quotes", Found::Char('\0'))),
+            (
+                1,
+                5,
+                expected("label value in double quotes", Found::Char('\0')),
+            ),
         ),
         (
             "a{b=\"\0",
@@ -432,15 +443,27 @@ fn nul_bytes() {
         ),
         (
             "a 0 1\0",
-            (1, 6, expected("end of line after timestamp", Found::Char('\0'))),
+            (
+                1,
+                6,
+                expected("end of line after timestamp", Found::Char('\0')),
+            ),
         ),
         (
             "a{\"b\0\"=\"x\"} 1",
-            (1, 5, expected("closing '\"' of label name", Found::Char('\0'))),
+            (
+                1,
+                5,
+                expected("closing '\"' of label name", Found::Char('\0')),
+            ),
         ),
         (
             "# HELP a\0x\n",
-            (1, 9, expected("end of line after metadata", Found::Char('\0'))),
+            (
+                1,
+                9,
+                expected("end of line after metadata", Found::Char('\0')),
+            ),
         ),
     ] {
         assert_eq!(first_error(input), want, "{input:?}");
@@ -491,11 +514,19 @@ fn errors_with_positions() {
         ("a", (1, 2, expected("sample value", Found::EndOfInput))),
         (
             "a{b='c'} 1\n",
-            (1, 5, expected("label value in double quotes", Found::Char('\''))),
+            (
+                1,
+                5,
+                expected("label value in double quotes", Found::Char('\'')),
+            ),
         ),
         (
             "a{b=\n",
-            (1, 5, expected("label value in double quotes", Found::EndOfLine)),
+            (
+                1,
+                5,
+                expected("label value in double quotes", Found::EndOfLine),
+            ),
         ),
         (
             r#"{"a", "b = "c"}"#,
@@ -523,19 +554,35 @@ fn errors_with_positions() {
         ),
         (
             "foo 1_2\n",
-            (1, 5, num("sample value", "1_2", FloatError::UnsupportedChar)),
+            (
+                1,
+                5,
+                num("sample value", "1_2", FloatError::UnsupportedChar),
+            ),
         ),
         (
             "foo 0x1p-3\n",
-            (1, 5, num("sample value", "0x1p-3", FloatError::UnsupportedChar)),
+            (
+                1,
+                5,
+                num("sample value", "0x1p-3", FloatError::UnsupportedChar),
+            ),
         ),
         (
             "foo 0x1P-3\n",
-            (1, 5, num("sample value", "0x1P-3", FloatError::UnsupportedChar)),
+            (
+                1,
+                5,
+                num("sample value", "0x1P-3", FloatError::UnsupportedChar),
+            ),
         ),
         (
             "foo 0 1_2\n",
-            (1, 8, expected("end of line after timestamp", Found::Char('_'))),
+            (
+                1,
+                8,
+                expected("end of line after timestamp", Found::Char('_')),
+            ),
         ),
         (r#"{a="ok"} 1"#, (1, 1, SyntaxError::MetricNameNotSet)),
         (
@@ -569,7 +616,10 @@ fn errors_with_positions() {
         ),
         (r#"a{"b"} 1"#, (1, 3, SyntaxError::MetricNameAlreadySet)),
         (r#"{"a","b"} 1"#, (1, 6, SyntaxError::MetricNameAlreadySet)),
-        (r#"{"a" "b"="c"} 1"#, (1, 6, expected("'=' after label name", Found::Char('"')))),
+        (
+            r#"{"a" "b"="c"} 1"#,
+            (1, 6, expected("'=' after label name", Found::Char('"'))),
+        ),
         (
             "a 1 -5\n",
             (
@@ -580,15 +630,27 @@ fn errors_with_positions() {
         ),
         (
             "a 1 1.5\n",
-            (1, 6, expected("end of line after timestamp", Found::Char('.'))),
+            (
+                1,
+                6,
+                expected("end of line after timestamp", Found::Char('.')),
+            ),
         ),
         (
             "a 1 99999999999999999999\n",
-            (1, 5, num("timestamp", "99999999999999999999", FloatError::OutOfRange)),
+            (
+                1,
+                5,
+                num("timestamp", "99999999999999999999", FloatError::OutOfRange),
+            ),
         ),
         (
             "a 1 2 3\n",
-            (1, 7, expected("end of line after timestamp", Found::Char('3'))),
+            (
+                1,
+                7,
+                expected("end of line after timestamp", Found::Char('3')),
+            ),
         ),
         (
             "a 1{\n",
@@ -616,7 +678,11 @@ fn errors_with_positions() {
         ),
         (
             "# TYPE a gaugehistogram\n",
-            (1, 10, SyntaxError::InvalidMetricType("gaugehistogram".into())),
+            (
+                1,
+                10,
+                SyntaxError::InvalidMetricType("gaugehistogram".into()),
+            ),
         ),
         (
             "# TYPE a  counter\n",
@@ -831,7 +897,10 @@ fn testdata_types_and_normalisation() {
     assert_eq!(by_type.get(&MetricType::Histogram), Some(&15));
     assert_eq!(by_type.get(&MetricType::Summary), Some(&13));
     // quantile="0" and "1" normalised Prometheus-3 style.
-    assert!(quantiles.contains("0.0") && quantiles.contains("1.0"), "{quantiles:?}");
+    assert!(
+        quantiles.contains("0.0") && quantiles.contains("1.0"),
+        "{quantiles:?}"
+    );
     assert!(!quantiles.contains("0") && !quantiles.contains("1"));
 }
 
@@ -898,8 +967,18 @@ fn fixture_lines() -> Vec<String> {
     text.lines().take(400).map(str::to_string).collect()
 }
 
+/// 512 cases by default; `PROPTEST_CASES` (read by proptest's default config) overrides it.
+fn fuzz_config() -> ProptestConfig {
+    let d = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_some() {
+        d
+    } else {
+        ProptestConfig { cases: 512, ..d }
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(fuzz_config())]
 
     #[test]
     fn random_text_never_panics(s in "[a-z_{}=,\" #\\\\\n.0-9eE+\\-:é\t\0HELPTYP]{0,80}") {

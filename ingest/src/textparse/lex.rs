@@ -478,7 +478,8 @@ pub fn label_set<'a>(
             continue;
         }
         let (rest, _) = sym('=', "'=' after label name")(i)?;
-        let (rest, value) = quoted(rules.newline_in_values, "label value in double quotes")(ws(rest))?;
+        let (rest, value) =
+            quoted(rules.newline_in_values, "label value in double quotes")(ws(rest))?;
         if !rules.nul_in_values {
             if let Some(pos) = value.raw.find('\0') {
                 return Err(nom::Err::Error(LexError::new(
