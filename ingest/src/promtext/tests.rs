@@ -183,9 +183,9 @@ fn prometheus_prom_parse_input() {
     assert_eq!(labels_of(s[7]), pairs(&[("handler", "/"), ("le", "+Inf")]));
     assert_eq!(s[10].name, "wind_speed");
     // Under the (inherited) histogram type, `quantile` is not normalised.
-    for k in 11..16 {
-        assert_eq!(s[k].name, "go_gc_duration_seconds", "{k}");
-        assert_eq!(s[k].value, 8.3835e-05);
+    for (k, x) in s[11..16].iter().enumerate() {
+        assert_eq!(x.name, "go_gc_duration_seconds", "{k}");
+        assert_eq!(x.value, 8.3835e-05);
     }
     assert_eq!(labels_of(s[14]), pairs(&[("quantile", "1.0"), ("a", "b")]));
     assert_eq!(labels_of(s[15]), pairs(&[("quantile", "2.0"), ("a", "b")]));
