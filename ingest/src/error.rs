@@ -23,6 +23,9 @@ pub enum Error {
     /// A parsed series whose label set Prometheus would reject (empty or duplicate names).
     #[error("invalid labels: {0}")]
     InvalidLabels(String),
+    /// A scrape response whose `Content-Type` selects no parser.
+    #[error("{0}")]
+    ContentType(crate::scrape_format::ContentTypeError),
     /// An error from the storage engine.
     #[error(transparent)]
     Storage(#[from] strata_tsdb::Error),

@@ -5,7 +5,9 @@
 
 pub mod error;
 pub mod openmetrics;
+pub mod promtext;
 pub mod remote;
+pub mod scrape_format;
 pub mod textparse;
 
 pub use error::Error;

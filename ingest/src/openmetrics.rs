@@ -26,25 +26,7 @@ use crate::textparse::lex::{
     quoted, starts_metric_name, sym, token, unescape, LabelSetRules, LexError, LexResult,
 };
 use crate::textparse::normalize_label_value;
-pub use crate::textparse::{Exemplar, LabelPair, MetricType, Sample};
-
-/// One parsed line.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Entry<'a> {
-    /// `# HELP name text` (text unescaped: `\\`, `\n`, `\"`).
-    Help {
-        name: Cow<'a, str>,
-        text: Cow<'a, str>,
-    },
-    /// `# TYPE name type`.
-    Type { name: Cow<'a, str>, typ: MetricType },
-    /// `# UNIT name unit` (unit may be empty).
-    Unit { name: Cow<'a, str>, unit: &'a str },
-    /// A sample line.
-    Sample(Sample<'a>),
-    /// The final `# EOF`; the iterator ends after it.
-    Eof,
-}
+pub use crate::textparse::{Entry, Exemplar, LabelPair, MetricType, Sample};
 
 /// Streaming OpenMetrics parser over a borrowed body; an iterator of entries. After the first
 /// error, or after [`Entry::Eof`], it yields nothing more.

@@ -1,5 +1,6 @@
-//! Pieces shared by the text exposition-format parsers (OpenMetrics now, Prometheus text 0.0.4
-//! later): the parsed [`Sample`] and [`Exemplar`], [`MetricType`], metric-family suffix rules,
+//! Pieces shared by the text exposition-format parsers (OpenMetrics in [`crate::openmetrics`],
+//! Prometheus text 0.0.4 in [`crate::promtext`]): the parsed [`Entry`], [`Sample`] and
+//! [`Exemplar`], [`MetricType`], metric-family suffix rules,
 //! conversion to [`strata_tsdb::Labels`], OpenMetrics float formatting for `le`/`quantile`
 //! normalisation, and the nom lexing pieces in [`lex`].
 
@@ -41,6 +42,19 @@ impl MetricType {
             "info" => MetricType::Info,
             "stateset" => MetricType::Stateset,
             "unknown" => MetricType::Unknown,
+            _ => return None,
+        })
+    }
+
+    /// The Prometheus text format 0.0.4 spelling (`promparse.go`): `counter`, `gauge`,
+    /// `histogram`, `summary`, `untyped` only.
+    pub fn from_prom_text(s: &str) -> Option<MetricType> {
+        Some(match s {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            "summary" => MetricType::Summary,
+            "untyped" => MetricType::Unknown,
             _ => return None,
         })
     }
@@ -92,6 +106,25 @@ pub fn family_name(sample_name: &str, typ: MetricType) -> &str {
         }
     }
     sample_name
+}
+
+/// One parsed line of an exposition body (OpenMetrics or Prometheus text). The Prometheus
+/// text parser never yields [`Entry::Unit`] or [`Entry::Eof`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry<'a> {
+    /// `# HELP name text` (text unescaped: `\\`, `\n`, and in OpenMetrics also `\"`).
+    Help {
+        name: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
+    /// `# TYPE name type`.
+    Type { name: Cow<'a, str>, typ: MetricType },
+    /// `# UNIT name unit` (unit may be empty).
+    Unit { name: Cow<'a, str>, unit: &'a str },
+    /// A sample line.
+    Sample(Sample<'a>),
+    /// The final `# EOF`; the iterator ends after it.
+    Eof,
 }
 
 /// An exemplar attached to a sample (`# {labels} value [timestamp]`).

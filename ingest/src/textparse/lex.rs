@@ -173,6 +173,32 @@ pub fn unescape_str(s: &str) -> String {
     out
 }
 
+/// Resolves the Prometheus text format's HELP escapes `\\` and `\n` only (`\"` stays as is);
+/// borrowed when there is no backslash.
+pub fn unescape_help(s: &str) -> Cow<'_, str> {
+    if !s.contains('\\') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(p) = rest.find('\\') {
+        out.push_str(&rest[..p]);
+        let after = &rest[p + 1..];
+        if let Some(r) = after.strip_prefix('\\') {
+            out.push('\\');
+            rest = r;
+        } else if let Some(r) = after.strip_prefix('n') {
+            out.push('\n');
+            rest = r;
+        } else {
+            out.push('\\');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 /// Resolves escapes if `s` has any (borrowed otherwise).
 pub fn unescape(s: &str) -> Cow<'_, str> {
     if s.contains('\\') {
@@ -229,6 +255,14 @@ pub fn quoted<'a>(
 /// A whitespace-delimited token `[^ \n]+` (a value or timestamp before number parsing).
 pub fn token<'a>(what: &'static str) -> impl FnMut(&'a str) -> LexResult<'a, &'a str> {
     expect(what, take_till1(|c| c == ' ' || c == '\n'))
+}
+
+/// A token of characters for which `stop` is false (at least one).
+pub fn token_till<'a>(
+    what: &'static str,
+    stop: fn(char) -> bool,
+) -> impl FnMut(&'a str) -> LexResult<'a, &'a str> {
+    expect(what, take_till1(stop))
 }
 
 /// Go's `strconv.ParseFloat` as Prometheus uses it: decimal floats with optional exponent,
@@ -306,31 +340,77 @@ pub fn parse_timestamp_seconds<'a>(tok: &'a str, what: &'static str) -> Result<i
     }
 }
 
+/// Parses an integer-millisecond timestamp token (`[0-9]+`, as the Prometheus text lexer
+/// accepts) into `i64`; values beyond `i64::MAX` are out of range (Go's `strconv.ParseInt`).
+pub fn parse_timestamp_ms<'a>(tok: &'a str, what: &'static str) -> Result<i64, LexError<'a>> {
+    tok.parse::<i64>().map_err(|_| {
+        let reason = if !tok.is_empty() && tok.bytes().all(|b| b.is_ascii_digit()) {
+            FloatError::OutOfRange
+        } else {
+            FloatError::Syntax
+        };
+        LexError::new(
+            tok,
+            SyntaxError::InvalidNumber {
+                what,
+                text: tok.to_string(),
+                reason,
+            },
+        )
+    })
+}
+
 /// One parsed label: name and value, borrowed from the input unless unescaping was needed.
 pub type LabelPair<'a> = (Cow<'a, str>, Cow<'a, str>);
 
-/// What a label set may contain; the strict OpenMetrics rules are [`LabelSetRules::OM_SERIES`]
-/// and [`LabelSetRules::OM_EXEMPLAR`].
+/// What a label set may contain and how it may be spaced: the strict OpenMetrics rules are
+/// [`LabelSetRules::OM_SERIES`] and [`LabelSetRules::OM_EXEMPLAR`], the lenient Prometheus text
+/// 0.0.4 rules (`promlex.l`) are [`LabelSetRules::PROM_SERIES`].
 #[derive(Debug, Clone, Copy)]
 pub struct LabelSetRules {
     /// A quoted string followed by `,` or `}` is the metric name (`{"my.metric",a="b"}`).
     pub metric_name: bool,
-    /// Quoted label names may span lines (Prometheus's lexer allows it for series labels).
+    /// Quoted label names may span lines (Prometheus's lexers allow it for series labels).
     pub newline_in_quoted_names: bool,
+    /// Label values may contain raw newlines (the Prometheus text lexer allows it).
+    pub newline_in_values: bool,
     /// NUL bytes are allowed inside label values.
     pub nul_in_values: bool,
+    /// NUL bytes are allowed inside quoted label (or metric) names.
+    pub nul_in_quoted_names: bool,
+    /// Spaces and tabs may appear around every token inside the braces.
+    pub whitespace: bool,
+    /// Consecutive labels need no `,` between them (`{a="1" b="2"}`).
+    pub comma_optional: bool,
 }
 
 impl LabelSetRules {
     pub const OM_SERIES: LabelSetRules = LabelSetRules {
         metric_name: true,
         newline_in_quoted_names: true,
+        newline_in_values: false,
         nul_in_values: true,
+        nul_in_quoted_names: true,
+        whitespace: false,
+        comma_optional: false,
     };
     pub const OM_EXEMPLAR: LabelSetRules = LabelSetRules {
         metric_name: false,
         newline_in_quoted_names: false,
+        newline_in_values: false,
         nul_in_values: false,
+        nul_in_quoted_names: true,
+        whitespace: false,
+        comma_optional: false,
+    };
+    pub const PROM_SERIES: LabelSetRules = LabelSetRules {
+        metric_name: true,
+        newline_in_quoted_names: true,
+        newline_in_values: true,
+        nul_in_values: true,
+        nul_in_quoted_names: false,
+        whitespace: true,
+        comma_optional: true,
     };
 }
 
@@ -341,15 +421,23 @@ pub struct LabelSet<'a> {
     pub labels: Vec<LabelPair<'a>>,
 }
 
-/// A label set in OpenMetrics syntax: `{` then `name="value"` pairs separated by `,` (a trailing
-/// comma allowed, no whitespace), names unquoted or quoted, then `}`. `has_name` says whether a
-/// metric name was already given before the brace (a quoted one inside is then an error).
+/// Skips spaces and tabs (`[ \t]*`).
+pub fn blanks(i: &str) -> &str {
+    i.trim_start_matches([' ', '\t'])
+}
+
+/// A label set: `{` then `name="value"` pairs separated by `,` (a trailing comma allowed),
+/// names unquoted or quoted, then `}`; spacing and separators as `rules` allow. `has_name` says
+/// whether a metric name was already given before the brace (a quoted one inside is then an
+/// error).
 pub fn label_set<'a>(
     i: &'a str,
     rules: &LabelSetRules,
     has_name: bool,
 ) -> LexResult<'a, LabelSet<'a>> {
-    let (mut i, _) = sym('{', "'{'")(i)?;
+    let ws = |i: &'a str| if rules.whitespace { blanks(i) } else { i };
+    let (i, _) = sym('{', "'{'")(i)?;
+    let mut i = ws(i);
     let mut set = LabelSet::default();
     let mut name_set = has_name;
     loop {
@@ -359,6 +447,11 @@ pub fn label_set<'a>(
         let start = i;
         let (rest, name, quoted_name) = if i.starts_with('"') {
             let (rest, q) = quoted(rules.newline_in_quoted_names, "label name")(i)?;
+            if !rules.nul_in_quoted_names {
+                if let Some(pos) = q.raw.find('\0') {
+                    return fail(&q.raw[pos..], "closing '\"' of label name");
+                }
+            }
             (rest, q.unescape(), true)
         } else {
             match label_name(i) {
@@ -366,7 +459,7 @@ pub fn label_set<'a>(
                 Err(_) => return fail(i, "label name or '}'"),
             }
         };
-        i = rest;
+        i = ws(rest);
         if quoted_name && (i.starts_with(',') || i.starts_with('}')) {
             if !rules.metric_name {
                 return fail(i, "'=' after label name");
@@ -380,12 +473,13 @@ pub fn label_set<'a>(
             name_set = true;
             set.name = Some(name);
             if let Some(rest) = i.strip_prefix(',') {
-                i = rest;
+                i = ws(rest);
             }
             continue;
         }
         let (rest, _) = sym('=', "'=' after label name")(i)?;
-        let (rest, value) = quoted(false, "label value in double quotes")(rest)?;
+        let (rest, value) =
+            quoted(rules.newline_in_values, "label value in double quotes")(ws(rest))?;
         if !rules.nul_in_values {
             if let Some(pos) = value.raw.find('\0') {
                 return Err(nom::Err::Error(LexError::new(
@@ -395,10 +489,10 @@ pub fn label_set<'a>(
             }
         }
         set.labels.push((name, value.unescape()));
-        i = rest;
+        i = ws(rest);
         if let Some(rest) = i.strip_prefix(',') {
-            i = rest;
-        } else if !i.starts_with('}') {
+            i = ws(rest);
+        } else if !i.starts_with('}') && !rules.comma_optional {
             return fail(i, "',' or '}' after label value");
         }
     }
