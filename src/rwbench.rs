@@ -5,9 +5,9 @@
 //! `--concurrency` sender threads, each owning every `concurrency`-th request (so a series is
 //! only ever sent by one sender, in order, like Prometheus's queue shards), send rounds: round
 //! `r` carries every series at `t0 + r × --scrape-interval`, written into a copy of the template
-//! in place (a `memcpy` and 15 bytes per sample; see [`encode`]). Senders use one blocking
-//! HTTP/1.1 keep-alive connection each and may not run more than [`MAX_ROUND_SKEW`] rounds ahead
-//! of the slowest one. The run ends after `--duration` (requests in flight finish), or earlier
+//! in place (a `memcpy` and 16 rewritten bytes per sample; see [`encode`]). Senders use one
+//! blocking HTTP/1.1 keep-alive connection each and may not run more than [`MAX_ROUND_SKEW`]
+//! rounds ahead of the slowest one. The run ends after `--duration` (requests in flight finish), or earlier
 //! when the next round would be less than [`AHEAD_MARGIN_MS`] behind the receiver's
 //! 10-minute future limit; `t0` is `--start` before now.
 //!

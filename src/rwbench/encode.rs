@@ -5,7 +5,7 @@
 //! A request is therefore encoded and compressed once, before timing, by a small snappy block
 //! compressor that never lets a back-reference read from or write to the 16 bytes of a sample
 //! (`0x09 <f64> 0x10 <6-byte varint ts>`): those stay literals in the compressed stream, so a
-//! round is a `memcpy` of the template plus 15 patched bytes per sample. Label bytes compress
+//! round is a `memcpy` of the template plus 16 rewritten bytes per sample. Label bytes compress
 //! as usual (mostly copies from the previous series). The cost against a real sender is ~16
 //! literal bytes per sample where snappy would have found some repetition in the sample
 //! bytes too: bodies are somewhat larger, decoding work on the server is the same.
