@@ -3,6 +3,7 @@
 
 mod gofmt;
 mod promql_cmd;
+mod rwbench;
 mod serve;
 mod tsdb_cmd;
 
@@ -29,6 +30,11 @@ enum Command {
     Promql {
         #[command(subcommand)]
         command: PromqlCommand,
+    },
+    /// Load generators for benchmarking a server.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
     },
     /// Offline tools for a data directory or block directory.
     Tsdb {
@@ -71,6 +77,14 @@ enum PromqlCommand {
         /// The PromQL expression.
         expr: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Send remote-write requests as fast as the receiver accepts them; prints samples/s,
+    /// errors and latency percentiles.
+    #[command(name = "remote-write")]
+    RemoteWrite(rwbench::RemoteWriteArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,6 +191,9 @@ fn main() {
                 lookback: lookback_delta.as_deref(),
             }),
         },
+        Command::Bench {
+            command: BenchCommand::RemoteWrite(args),
+        } => rwbench::remote_write(&args),
         Command::Tsdb { command } => match command {
             TsdbCommand::Analyze { dir, block, limit } => {
                 tsdb_cmd::analyze(&dir, block.as_deref(), limit)
