@@ -69,9 +69,9 @@ pub(crate) fn ident(l: &Labels) -> usize {
 /// of a binary operator), caching by identity would only grow memory: after a step in which
 /// most lookups missed, the identity map is dropped and lookups derive every time (the
 /// interning of derived sets stays, it is bounded by the number of distinct results).
-#[derive(Default)]
-pub(crate) struct Interner<X: Copy> {
-    by_ident: FxHashMap<usize, (Labels, u32, X)>,
+pub(crate) struct Interner<X: Copy, K = usize> {
+    /// Derived id (and extra datum) by input identity, with the inputs kept alive.
+    by_ident: FxHashMap<K, (Keep, u32, X)>,
     by_value: HashMap<Labels, u32>,
     values: Vec<Labels>,
     disabled: bool,
@@ -80,20 +80,64 @@ pub(crate) struct Interner<X: Copy> {
     steps: usize,
 }
 
-impl<X: Copy> Interner<X> {
+/// The label sets whose identities make up a key (kept alive while the key is cached).
+type Keep = (Labels, Option<Labels>);
+
+impl<X: Copy, K> Default for Interner<X, K> {
+    fn default() -> Self {
+        Self {
+            by_ident: FxHashMap::default(),
+            by_value: HashMap::new(),
+            values: Vec::new(),
+            disabled: false,
+            step_lookups: 0,
+            step_misses: 0,
+            steps: 0,
+        }
+    }
+}
+
+impl<X: Copy> Interner<X, usize> {
     /// The id of the value derived from `l` (and the extra per-input datum `X`).
     pub fn get(&mut self, l: &Labels, derive: impl FnOnce(&Labels) -> (Labels, X)) -> (u32, X) {
+        self.get_by(ident(l), || (l.clone(), None), || derive(l))
+    }
+}
+
+impl<X: Copy> Interner<X, (usize, usize)> {
+    /// The id of the value derived from the pair `(a, b)`.
+    pub fn get_pair(
+        &mut self,
+        a: &Labels,
+        b: &Labels,
+        derive: impl FnOnce(&Labels, &Labels) -> (Labels, X),
+    ) -> (u32, X) {
+        self.get_by(
+            (ident(a), ident(b)),
+            || (a.clone(), Some(b.clone())),
+            || derive(a, b),
+        )
+    }
+}
+
+impl<X: Copy, K: std::hash::Hash + Eq> Interner<X, K> {
+    fn get_by(
+        &mut self,
+        key: K,
+        keep: impl FnOnce() -> Keep,
+        derive: impl FnOnce() -> (Labels, X),
+    ) -> (u32, X) {
         self.step_lookups += 1;
         if !self.disabled {
-            if let Some(&(_, id, x)) = self.by_ident.get(&ident(l)) {
+            if let Some(&(_, id, x)) = self.by_ident.get(&key) {
                 return (id, x);
             }
         }
         self.step_misses += 1;
-        let (v, x) = derive(l);
+        let (v, x) = derive();
         let id = self.intern(v);
         if !self.disabled {
-            self.by_ident.insert(ident(l), (l.clone(), id, x));
+            self.by_ident.insert(key, (keep(), id, x));
         }
         (id, x)
     }

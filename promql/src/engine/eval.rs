@@ -197,6 +197,8 @@ pub(crate) struct Evaluator<'a> {
     memos: HashMap<(usize, usize), Option<Memo>>,
     /// Per-series group caches of aggregation nodes, by node address.
     pub agg_caches: HashMap<usize, aggregate::AggCache>,
+    /// Per-series matching caches of binary operator nodes, by node address.
+    pub bin_caches: HashMap<usize, binary::BinCache>,
     /// Per-query state of the functions (annotations merged across steps).
     pub fn_state: functions::FnState,
 }
@@ -240,6 +242,7 @@ fn run_inner(
         next_ctx: 0,
         memos: HashMap::new(),
         agg_caches: HashMap::new(),
+        bin_caches: HashMap::new(),
         fn_state: functions::FnState::default(),
     };
     let value = if step == 0 {
@@ -685,11 +688,7 @@ impl<'a> Evaluator<'a> {
                 Ok(v)
             }
             Expr::Aggregate(a) => aggregate::eval(self, a, ctx, i),
-            Expr::Binary(b) => {
-                let v = binary::eval(self, b, ctx, i)?;
-                check_unique(&v)?;
-                Ok(v)
-            }
+            Expr::Binary(b) => binary::eval(self, b, ctx, i),
         }
     }
 
