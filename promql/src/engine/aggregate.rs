@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use strata_tsdb::labels::METRIC_NAME;
 use strata_tsdb::Labels;
 
+use super::cache::{Interner, Marks};
 use super::eval::{Ctx, Evaluator, IVal};
 use super::value::Sample;
 use crate::error::{Error, Result};
@@ -86,9 +87,29 @@ fn drops_grouped_name(m: &Labels, a: &AggregateExpr) -> bool {
     !a.without && a.grouping.iter().any(|g| g == METRIC_NAME) && m.has(super::eval::DROPPED_NAME)
 }
 
+/// Per-query state of one aggregation node: the group of every input series (by label-set
+/// identity, see [`super::cache`]) and the output labels of every group.
+#[derive(Default)]
+pub(crate) struct AggCache {
+    /// Group id and "marked name is grouped" flag of each input series.
+    groups: Interner<bool>,
+    /// Per-step slot of each group id in the step's group list.
+    marks: Marks,
+    /// The output labels of a group whose grouped name is to be dropped.
+    dropped: Vec<Option<Labels>>,
+}
+
+impl AggCache {
+    fn group_of(&mut self, m: &Labels, a: &AggregateExpr) -> (u32, bool) {
+        self.groups
+            .get(m, |m| (group_labels(m, a), drops_grouped_name(m, a)))
+    }
+}
+
 #[derive(Default)]
 struct Group {
     labels: Labels,
+    id: u32,
     value: f64,
     mean: f64,
     kahan_c: f64,
@@ -123,7 +144,11 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
         | AggregateOp::Bottomk
         | AggregateOp::Limitk
         | AggregateOp::LimitRatio => {
-            return k_aggregation(ev, a, fparam.unwrap_or(f64::NAN), input);
+            let node = a as *const AggregateExpr as usize;
+            let mut cache = ev.agg_caches.remove(&node).unwrap_or_default();
+            let r = k_aggregation(ev, a, fparam.unwrap_or(f64::NAN), input, &mut cache);
+            ev.agg_caches.insert(node, cache);
+            return r;
         }
         AggregateOp::CountValues => {
             let label = match &param {
@@ -151,21 +176,36 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
             );
         }
     }
+    let node = a as *const AggregateExpr as usize;
+    let mut cache = ev.agg_caches.remove(&node).unwrap_or_default();
+    let out = aggregate(a, fparam, input, &mut cache);
+    ev.agg_caches.insert(node, cache);
+    Ok(IVal::Vector(out))
+}
+
+/// The plain aggregations (all but the `k` ones and `count_values`) at one step.
+fn aggregate(
+    a: &AggregateExpr,
+    fparam: Option<f64>,
+    input: Vec<Sample>,
+    cache: &mut AggCache,
+) -> Vec<Sample> {
     let mut order: Vec<Group> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    cache.marks.next_step(cache.groups.len());
     for s in input {
-        let key = group_labels(&s.metric, a);
+        let (id, dropped) = cache.group_of(&s.metric, a);
         let f = s.f;
-        let dropped = drops_grouped_name(&s.metric, a);
-        let gi = match index.get(&key) {
-            Some(&g) => {
+        let gi = match cache.marks.get(id) {
+            Some(g) => {
+                let g = g as usize;
                 order[g].drop_name |= dropped;
                 g
             }
             None => {
-                index.insert(key.clone(), order.len());
+                cache.marks.set(id, order.len() as u32);
                 let mut g = Group {
-                    labels: key,
+                    labels: cache.groups.value(id).clone(),
+                    id,
                     value: f,
                     mean: f,
                     count: 1.0,
@@ -246,18 +286,22 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, ctx: &Ctx, i: usize) -
                 AggregateOp::Sum => g.value + g.kahan_c,
                 _ => g.value,
             };
-            Sample {
-                metric: if g.drop_name {
-                    super::eval::drop_name(&g.labels)
-                } else {
-                    g.labels
-                },
-                t: 0,
-                f,
-            }
+            let metric = if g.drop_name {
+                let k = g.id as usize;
+                if cache.dropped.len() <= k {
+                    cache.dropped.resize(k + 1, None);
+                }
+                cache.dropped[k]
+                    .get_or_insert_with(|| super::eval::drop_name(&g.labels))
+                    .clone()
+            } else {
+                g.labels
+            };
+            Sample { metric, t: 0, f }
         })
         .collect();
-    Ok(IVal::Vector(out))
+    cache.groups.end_step();
+    out
 }
 
 fn k_aggregation(
@@ -265,6 +309,7 @@ fn k_aggregation(
     a: &AggregateExpr,
     param: f64,
     input: Vec<Sample>,
+    cache: &mut AggCache,
 ) -> Result<IVal> {
     let mut ratio = 0.0;
     let mut k = 0usize;
@@ -301,16 +346,20 @@ fn k_aggregation(
         }
     }
     let mut order: Vec<Group> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    cache.marks.next_step(cache.groups.len());
     for s in input {
-        let key = group_labels(&s.metric, a);
-        let gi = *index.entry(key.clone()).or_insert_with(|| {
-            order.push(Group {
-                labels: key,
-                ..Default::default()
-            });
-            order.len() - 1
-        });
+        let (id, _) = cache.group_of(&s.metric, a);
+        let gi = match cache.marks.get(id) {
+            Some(g) => g as usize,
+            None => {
+                cache.marks.set(id, order.len() as u32);
+                order.push(Group {
+                    id,
+                    ..Default::default()
+                });
+                order.len() - 1
+            }
+        };
         let g = &mut order[gi];
         match a.op {
             AggregateOp::Topk | AggregateOp::Bottomk => {
@@ -374,6 +423,7 @@ fn k_aggregation(
         }
         out.extend(g.samples);
     }
+    cache.groups.end_step();
     Ok(IVal::Vector(out))
 }
 

@@ -2,12 +2,13 @@
 //! with Prometheus's vector matching (one-to-one, many-to-one, one-to-many, and the
 //! experimental `fill` modifiers), and the set operators `and`, `or`, `unless`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use strata_tsdb::labels::METRIC_NAME;
 use strata_tsdb::Labels;
 
-use super::eval::{drop_name, Ctx, Evaluator, IVal};
+use super::cache::{FxHashMap, Interner, Marks};
+use super::eval::{check_unique, drop_name, Ctx, Evaluator, IVal};
 use super::value::Sample;
 use crate::error::{Error, Result};
 use crate::parser::{BinaryExpr, BinaryOp, VectorMatchCardinality, VectorMatching};
@@ -48,6 +49,23 @@ fn drops_name(op: BinaryOp) -> bool {
     )
 }
 
+/// Per-query state of one vector/vector operator node: matching signatures and result labels
+/// by series identity (see [`super::cache`]) and the per-step bookkeeping over their ids.
+#[derive(Default)]
+pub(crate) struct BinCache {
+    sigs: Interner<()>,
+    results: Interner<(), (usize, usize)>,
+    /// Per step: the "one" side's index by signature id.
+    right: Marks,
+    /// Per step: signatures matched (one-to-one) or with some match (many-to-one).
+    matched: Marks,
+    /// Per step: `(signature id, result id)` pairs produced (many-to-one).
+    many: FxHashMap<u64, ()>,
+    /// Per step: result ids in the output.
+    out: Marks,
+}
+
+/// Evaluates a binary expression at step `i`; the result is checked for duplicate labels.
 pub(crate) fn eval(ev: &mut Evaluator, b: &BinaryExpr, ctx: &Ctx, i: usize) -> Result<IVal> {
     let lhs = ev.eval_at(&b.lhs, ctx, i)?;
     let rhs = ev.eval_at(&b.rhs, ctx, i)?;
@@ -60,8 +78,16 @@ pub(crate) fn eval(ev: &mut Evaluator, b: &BinaryExpr, ctx: &Ctx, i: usize) -> R
                 Ok(IVal::Scalar(v))
             }
         }
-        (IVal::Vector(v), IVal::Scalar(s)) => Ok(IVal::Vector(vector_scalar(b, v, s, false))),
-        (IVal::Scalar(s), IVal::Vector(v)) => Ok(IVal::Vector(vector_scalar(b, v, s, true))),
+        (IVal::Vector(v), IVal::Scalar(s)) => {
+            let v = IVal::Vector(vector_scalar(b, v, s, false));
+            check_unique(&v)?;
+            Ok(v)
+        }
+        (IVal::Scalar(s), IVal::Vector(v)) => {
+            let v = IVal::Vector(vector_scalar(b, v, s, true));
+            check_unique(&v)?;
+            Ok(v)
+        }
         (IVal::Vector(l), IVal::Vector(r)) => {
             let default = VectorMatching {
                 card: if b.op.is_set() {
@@ -76,9 +102,18 @@ pub(crate) fn eval(ev: &mut Evaluator, b: &BinaryExpr, ctx: &Ctx, i: usize) -> R
                 BinaryOp::And => vector_and(l, r, m),
                 BinaryOp::Or => vector_or(l, r, m),
                 BinaryOp::Unless => vector_unless(l, r, m),
-                _ => vector_binop(b.op, l, r, m, b.return_bool)?,
+                _ => {
+                    // Checks uniqueness itself.
+                    let node = b as *const BinaryExpr as usize;
+                    let mut cache = ev.bin_caches.remove(&node).unwrap_or_default();
+                    let out = vector_binop(b.op, l, r, m, b.return_bool, &mut cache);
+                    ev.bin_caches.insert(node, cache);
+                    return Ok(IVal::Vector(out?));
+                }
             };
-            Ok(IVal::Vector(out))
+            let v = IVal::Vector(out);
+            check_unique(&v)?;
+            Ok(v)
         }
         (l, r) => Err(Error::Eval(format!(
             "binary operator {} not defined between {} and {}",
@@ -210,6 +245,7 @@ fn vector_binop(
     rhs: Vec<Sample>,
     m: &VectorMatching,
     return_bool: bool,
+    cache: &mut BinCache,
 ) -> Result<Vec<Sample>> {
     if (lhs.is_empty() && rhs.is_empty())
         || ((lhs.is_empty() || rhs.is_empty()) && m.fill_lhs.is_none() && m.fill_rhs.is_none())
@@ -217,37 +253,40 @@ fn vector_binop(
         return Ok(Vec::new());
     }
     let one_to_many = m.card == VectorMatchCardinality::OneToMany;
+    let one_to_one = m.card == VectorMatchCardinality::OneToOne;
     let (lhs, rhs) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
     // The "one" side, by signature.
-    let mut right: HashMap<Labels, usize> = HashMap::with_capacity(rhs.len());
+    let nsigs = cache.sigs.len();
+    cache.right.next_step(nsigs);
+    cache.matched.next_step(nsigs);
+    cache.out.next_step(cache.results.len());
+    cache.many.clear();
+    let mut rsigs = Vec::with_capacity(rhs.len());
     for (i, rs) in rhs.iter().enumerate() {
-        let sig = signature(&rs.metric, m);
-        if let Some(&j) = right.get(&sig) {
+        let (sig, ()) = cache.sigs.get(&rs.metric, |l| (signature(l, m), ()));
+        if let Some(j) = cache.right.get(sig) {
             let side = if one_to_many { "left" } else { "right" };
-            let (mut a, mut b) = (rs.metric.to_string(), rhs[j].metric.to_string());
+            let (mut a, mut b) = (rs.metric.to_string(), rhs[j as usize].metric.to_string());
             if a > b {
                 std::mem::swap(&mut a, &mut b);
             }
             return Err(Error::Eval(format!(
-                "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side"
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side",
+                cache.sigs.value(sig)
             )));
         }
-        right.insert(sig, i);
+        cache.right.set(sig, i as u32);
+        rsigs.push(sig);
     }
-    struct Matched {
-        one: HashSet<Labels>,
-        many: HashMap<Labels, HashSet<Labels>>,
-    }
-    let mut st = Matched {
-        one: HashSet::new(),
-        many: HashMap::new(),
-    };
     let mut out = Vec::new();
-    let do_op = |ls: &Sample,
-                 rs: &Sample,
-                 sig: &Labels,
-                 st: &mut Matched,
-                 out: &mut Vec<Sample>|
+    // Two output samples with the same labels (reported after matching, as the separate
+    // uniqueness check would).
+    let mut dup = false;
+    let mut do_op = |ls: &Sample,
+                     rs: &Sample,
+                     sig: u32,
+                     cache: &mut BinCache,
+                     out: &mut Vec<Sample>|
      -> Result<()> {
         let (fl, fr) = if one_to_many {
             (rs.f, ls.f)
@@ -258,66 +297,77 @@ fn vector_binop(
         if return_bool {
             value = if keep { 1.0 } else { 0.0 };
         }
-        let metric = result_metric(&ls.metric, &rs.metric, op, m, return_bool);
-        if m.card == VectorMatchCardinality::OneToOne {
-            if !st.one.insert(sig.clone()) {
+        let (res, ()) = cache.results.get_pair(&ls.metric, &rs.metric, |l, r| {
+            (result_metric(l, r, op, m, return_bool), ())
+        });
+        if one_to_one {
+            if cache.matched.get(sig).is_some() {
                 return Err(Error::Eval(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                 ));
             }
-        } else if !st
-            .many
-            .entry(sig.clone())
-            .or_default()
-            .insert(metric.clone())
-        {
-            return Err(Error::Eval(
-                "multiple matches for labels: grouping labels must ensure unique matches".into(),
-            ));
+            cache.matched.set(sig, 0);
+        } else {
+            cache.matched.set(sig, 0);
+            if cache
+                .many
+                .insert(((sig as u64) << 32) | res as u64, ())
+                .is_some()
+            {
+                return Err(Error::Eval(
+                    "multiple matches for labels: grouping labels must ensure unique matches"
+                        .into(),
+                ));
+            }
         }
         if !keep && !return_bool {
             return Ok(());
         }
+        if cache.out.get(res).is_some() {
+            dup = true;
+        }
+        cache.out.set(res, 0);
         out.push(Sample {
-            metric,
+            metric: cache.results.value(res).clone(),
             t: ls.t,
             f: value,
         });
         Ok(())
     };
     for ls in &lhs {
-        let sig = signature(&ls.metric, m);
-        let rs = match right.get(&sig) {
-            Some(&j) => rhs[j].clone(),
+        let (sig, ()) = cache.sigs.get(&ls.metric, |l| (signature(l, m), ()));
+        let rs = match cache.right.get(sig) {
+            Some(j) => rhs[j as usize].clone(),
             None => match m.fill_rhs {
                 Some(f) => Sample {
-                    metric: sig.clone(),
+                    metric: cache.sigs.value(sig).clone(),
                     t: ls.t,
                     f,
                 },
                 None => continue,
             },
         };
-        do_op(ls, &rs, &sig, &mut st, &mut out)?;
+        do_op(ls, &rs, sig, cache, &mut out)?;
     }
     if let Some(fill) = m.fill_lhs {
-        for rs in &rhs {
-            let sig = signature(&rs.metric, m);
-            let matched = if m.card == VectorMatchCardinality::OneToOne {
-                st.one.contains(&sig)
-            } else {
-                st.many.get(&sig).is_some_and(|s| !s.is_empty())
-            };
-            if matched {
+        for (rs, &sig) in rhs.iter().zip(&rsigs) {
+            if cache.matched.get(sig).is_some() {
                 continue;
             }
             let ls = Sample {
-                metric: sig.clone(),
+                metric: cache.sigs.value(sig).clone(),
                 t: rs.t,
                 f: fill,
             };
-            do_op(&ls, rs, &sig, &mut st, &mut out)?;
+            do_op(&ls, rs, sig, cache, &mut out)?;
         }
     }
+    if dup {
+        return Err(Error::Eval(
+            "vector cannot contain metrics with the same labelset".into(),
+        ));
+    }
+    cache.sigs.end_step();
+    cache.results.end_step();
     Ok(out)
 }

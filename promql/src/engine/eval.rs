@@ -45,9 +45,9 @@ pub(crate) struct Ctx {
 }
 
 /// One loaded series with its cursors.
-struct Loaded {
-    metric: Labels,
-    data: Arc<Vec<(i64, f64)>>,
+pub(crate) struct Loaded {
+    pub metric: Labels,
+    pub data: Arc<Vec<(i64, f64)>>,
     /// Vector lookups: number of samples with t <= the last reference time.
     cur: usize,
     /// Range windows: `data[lo..hi]` is the current window.
@@ -92,7 +92,7 @@ impl Loaded {
     }
 
     /// Moves the window to `(r - range, r]`.
-    fn window(&mut self, r: i64, range: i64) -> (usize, usize) {
+    pub(crate) fn window(&mut self, r: i64, range: i64) -> (usize, usize) {
         self.rewind_if_needed(r);
         let d = &self.data;
         let lower = r.saturating_sub(range);
@@ -106,6 +106,74 @@ impl Loaded {
             self.hi += 1;
         }
         (self.lo, self.hi)
+    }
+}
+
+/// The result of an expression over all steps of a context, computed series by series
+/// (see [`functions::call_all_steps`]) and served step by step.
+#[derive(Default)]
+pub(crate) struct Memo {
+    /// Output labels and `(step index, value)` points of each series, in load order.
+    series: Vec<(Labels, Vec<(u32, f64)>)>,
+    /// Two series have the same output labels (then every step is checked for duplicates).
+    maybe_dup: bool,
+    /// Per-series position of the next point to serve, and the last step served.
+    cursors: Vec<usize>,
+    last_step: Option<usize>,
+}
+
+impl Memo {
+    pub(crate) fn push(&mut self, metric: Labels, points: Vec<(u32, f64)>) {
+        self.series.push((metric, points));
+    }
+
+    /// Computes the duplicate flag once all series are in.
+    pub(crate) fn finish(&mut self) {
+        let mut seen = std::collections::HashSet::with_capacity(self.series.len());
+        self.maybe_dup = !self.series.iter().all(|s| seen.insert(&s.0));
+        self.cursors = vec![0; self.series.len()];
+    }
+
+    /// The samples at step `i` (stamped with time `t`).
+    fn at_step(&mut self, i: usize, t: i64) -> Vec<Sample> {
+        if self.last_step.is_some_and(|l| i <= l) {
+            for (c, s) in self.cursors.iter_mut().zip(&self.series) {
+                *c = s.1.partition_point(|p| (p.0 as usize) < i);
+            }
+        }
+        self.last_step = Some(i);
+        let mut out = Vec::with_capacity(self.series.len());
+        for (c, (metric, points)) in self.cursors.iter_mut().zip(&self.series) {
+            if let Some(&(k, f)) = points.get(*c) {
+                if k as usize == i {
+                    *c += 1;
+                    out.push(Sample {
+                        metric: metric.clone(),
+                        t,
+                        f,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The whole result as range-query series, in the order the per-step evaluation would
+    /// have first produced them.
+    fn into_series(self, ts: &[i64]) -> Vec<Series> {
+        let mut series = self.series;
+        series.sort_by_key(|s| s.1.first().map_or(u32::MAX, |p| p.0));
+        series
+            .into_iter()
+            .filter(|s| !s.1.is_empty())
+            .map(|(metric, points)| Series {
+                metric,
+                floats: points
+                    .into_iter()
+                    .map(|(k, f)| (ts[k as usize], f))
+                    .collect(),
+            })
+            .collect()
     }
 }
 
@@ -124,6 +192,13 @@ pub(crate) struct Evaluator<'a> {
     vectors: HashMap<(usize, usize), Vec<Loaded>>,
     matrices: HashMap<(usize, usize), Vec<Loaded>>,
     next_ctx: usize,
+    /// Series-at-a-time results of calls, by (call address, context id); `None` when the call
+    /// does not qualify.
+    memos: HashMap<(usize, usize), Option<Memo>>,
+    /// Per-series group caches of aggregation nodes, by node address.
+    pub agg_caches: HashMap<usize, aggregate::AggCache>,
+    /// Per-series matching caches of binary operator nodes, by node address.
+    pub bin_caches: HashMap<usize, binary::BinCache>,
     /// Per-query state of the functions (annotations merged across steps).
     pub fn_state: functions::FnState,
 }
@@ -165,6 +240,9 @@ fn run_inner(
         vectors: HashMap::new(),
         matrices: HashMap::new(),
         next_ctx: 0,
+        memos: HashMap::new(),
+        agg_caches: HashMap::new(),
+        bin_caches: HashMap::new(),
         fn_state: functions::FnState::default(),
     };
     let value = if step == 0 {
@@ -441,6 +519,19 @@ impl<'a> Evaluator<'a> {
     /// further back, `smoothed` ones also one further ahead: the functions allowed on them
     /// (rate, increase, delta, changes, resets) pick or interpolate the boundary values.
     fn matrix_selector(&mut self, ms: &MatrixSelector, ctx: &Ctx, i: usize) -> Result<Vec<Window>> {
+        let (key, range, back, ahead) = self.load_matrix(ms, ctx)?;
+        let vs = &ms.vector;
+        let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])?;
+        self.windows(key, r.saturating_add(ahead), range + back + ahead)
+    }
+
+    /// Loads a range selector's series for all of `ctx` (once): the map key, the range, and
+    /// how far windows reach back and ahead beyond it.
+    fn load_matrix(
+        &mut self,
+        ms: &MatrixSelector,
+        ctx: &Ctx,
+    ) -> Result<((usize, usize), i64, i64, i64)> {
         let vs = &ms.vector;
         let range = self.duration_ms(&ms.range, false)?;
         let lb = self.opts.lookback_delta;
@@ -460,8 +551,41 @@ impl<'a> Evaluator<'a> {
             )?;
             self.matrices.insert(key, loaded);
         }
-        let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])?;
-        self.windows(key, r.saturating_add(ahead), range + back + ahead)
+        Ok((key, range, back, ahead))
+    }
+
+    /// Loads a range selector for all of `ctx` and hands its series over (for series-at-a-time
+    /// evaluation), with the selector's reference time at every step.
+    pub(crate) fn load_matrix_all_steps(
+        &mut self,
+        ms: &MatrixSelector,
+        ctx: &Ctx,
+    ) -> Result<(Vec<Loaded>, Vec<i64>)> {
+        let (key, ..) = self.load_matrix(ms, ctx)?;
+        let vs = &ms.vector;
+        let refs = ctx
+            .ts
+            .iter()
+            .map(|&t| self.ref_time(vs.at, vs.offset.as_ref(), t))
+            .collect::<Result<Vec<_>>>()?;
+        let mut loaded = self.matrices.remove(&key).unwrap_or_default();
+        for s in &mut loaded {
+            s.cur = 0;
+            s.lo = 0;
+            s.hi = 0;
+            s.last_ref = i64::MIN;
+        }
+        Ok((loaded, refs))
+    }
+
+    /// The series-at-a-time result of call `c` over `ctx`, if it qualifies (computed once).
+    fn memo_for(&mut self, c: &crate::parser::Call, ctx: &Ctx) -> Result<Option<&mut Memo>> {
+        let key = (c as *const crate::parser::Call as usize, ctx.id);
+        if !self.memos.contains_key(&key) {
+            let m = functions::call_all_steps(self, c, ctx)?;
+            self.memos.insert(key, m);
+        }
+        Ok(self.memos.get_mut(&key).and_then(|m| m.as_mut()))
     }
 
     /// The non-empty windows `(end - range, end]` of the series loaded under `key`.
@@ -551,22 +675,37 @@ impl<'a> Evaluator<'a> {
             Expr::MatrixSelector(ms) => Ok(IVal::Matrix(self.matrix_selector(ms, ctx, i)?)),
             Expr::Subquery(sq) => Ok(IVal::Matrix(self.subquery(sq, ctx, i)?)),
             Expr::Call(c) => {
+                if let Some(m) = self.memo_for(c, ctx)? {
+                    let dup = m.maybe_dup;
+                    let v = IVal::Vector(m.at_step(i, ctx.ts[i]));
+                    if dup {
+                        check_unique(&v)?;
+                    }
+                    return Ok(v);
+                }
                 let v = functions::call(self, c, ctx, i)?;
                 check_unique(&v)?;
                 Ok(v)
             }
             Expr::Aggregate(a) => aggregate::eval(self, a, ctx, i),
-            Expr::Binary(b) => {
-                let v = binary::eval(self, b, ctx, i)?;
-                check_unique(&v)?;
-                Ok(v)
-            }
+            Expr::Binary(b) => binary::eval(self, b, ctx, i),
         }
     }
 
     /// Evaluates `e` at every timestamp of `ctx` into series (a scalar becomes one series with
     /// no labels).
     pub fn eval_range(&mut self, e: &Expr, ctx: &Ctx) -> Result<Vec<Series>> {
+        if let Expr::Call(c) = e.unparen() {
+            if self.memo_for(c, ctx)?.is_some_and(|m| !m.maybe_dup) {
+                let key = (c as *const crate::parser::Call as usize, ctx.id);
+                if let Some(Some(m)) = self.memos.remove(&key) {
+                    self.check_deadline()?;
+                    let out = m.into_series(&ctx.ts);
+                    self.add_samples(out.iter().map(|s| s.floats.len()).sum())?;
+                    return Ok(out);
+                }
+            }
+        }
         let mut out: Vec<Series> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
         for i in 0..ctx.ts.len() {

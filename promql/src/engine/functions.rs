@@ -17,6 +17,8 @@ mod info;
 mod labelfns;
 mod range;
 
+pub(crate) use range::call_all_steps;
+
 use std::cmp::Ordering;
 
 use strata_tsdb::labels::METRIC_NAME;

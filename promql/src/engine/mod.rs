@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod binary;
+mod cache;
 mod eval;
 mod functions;
 mod value;

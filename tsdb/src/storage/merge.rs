@@ -132,11 +132,13 @@ impl Series for MergedSeries {
 }
 
 /// Merges iterators of one series in time order; equal timestamps yield one sample, taken from
-/// the iterator listed first.
+/// the iterator listed first. Each iterator's current sample is cached, so picking the next
+/// sample costs one `next()` and one `at()` call on the source it comes from (when sources do
+/// not overlap in time, e.g. consecutive blocks, this is a chain of them).
 pub struct MergedIterator {
     its: Vec<Box<dyn SampleIterator>>,
-    /// Whether each iterator currently holds a valid sample.
-    live: Vec<bool>,
+    /// The current sample of each live iterator (`None` when it has none).
+    heads: Vec<Option<(i64, f64)>>,
     /// Whether each iterator has been advanced at least once (so "not live" means exhausted).
     touched: bool,
     cur: (i64, f64),
@@ -149,7 +151,7 @@ impl MergedIterator {
         let n = its.len();
         Self {
             its,
-            live: vec![false; n],
+            heads: vec![None; n],
             touched: false,
             cur: (i64::MIN, 0.0),
             started: false,
@@ -157,14 +159,23 @@ impl MergedIterator {
         }
     }
 
+    /// Advances iterator `i` (by `next`, or `seek(t)`) and caches its sample.
+    fn advance(&mut self, i: usize, seek: Option<i64>) {
+        let it = &mut self.its[i];
+        let ok = match seek {
+            Some(t) => it.seek(t),
+            None => it.next(),
+        };
+        self.heads[i] = ok.then(|| it.at());
+    }
+
     /// Picks the smallest current timestamp and advances every iterator sitting on it.
     fn settle(&mut self) -> bool {
         let mut best: Option<(usize, i64)> = None;
-        for (i, it) in self.its.iter().enumerate() {
-            if self.live[i] {
-                let t = it.at().0;
-                if best.is_none_or(|(_, bt)| t < bt) {
-                    best = Some((i, t));
+        for (i, h) in self.heads.iter().enumerate() {
+            if let Some((t, _)) = h {
+                if best.is_none_or(|(_, bt)| *t < bt) {
+                    best = Some((i, *t));
                 }
             }
         }
@@ -176,10 +187,12 @@ impl MergedIterator {
             }
             return false;
         };
-        self.cur = self.its[bi].at();
-        for i in 0..self.its.len() {
-            if self.live[i] && self.its[i].at().0 == bt {
-                self.live[i] = self.its[i].next();
+        if let Some(h) = self.heads[bi] {
+            self.cur = h;
+        }
+        for i in bi..self.its.len() {
+            if self.heads[i].is_some_and(|h| h.0 == bt) {
+                self.advance(i, None);
             }
         }
         true
@@ -192,7 +205,7 @@ impl SampleIterator for MergedIterator {
             self.started = true;
             self.touched = true;
             for i in 0..self.its.len() {
-                self.live[i] = self.its[i].next();
+                self.advance(i, None);
             }
         }
         self.settle()
@@ -206,8 +219,8 @@ impl SampleIterator for MergedIterator {
         for i in 0..self.its.len() {
             // A live iterator holds its next unread sample and seek never moves backwards, so
             // seeking it is safe; an untouched one starts fresh; a touched dead one is done.
-            if self.live[i] || !self.touched {
-                self.live[i] = self.its[i].seek(t);
+            if self.heads[i].is_some() || !self.touched {
+                self.advance(i, Some(t));
             }
         }
         self.touched = true;

@@ -4,8 +4,9 @@
 //! `double_exponential_smoothing`.
 
 use super::super::aggregate::{kahan_inc, quantile};
+use super::super::eval::Memo;
 use super::super::eval::{drop_name, Ctx, Evaluator, IVal};
-use super::super::value::{Sample, Window};
+use super::super::value::Sample;
 use super::{absent_labels, annotate, go_g, metric_name, scalar_arg};
 use crate::error::{Error, Result};
 use crate::parser::{Call, Expr, ValueType};
@@ -139,7 +140,7 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, ctx: &Ctx, i: usize) -> Result<
     let keep_name = name == "first_over_time" || name == "last_over_time";
     let mut out = Vec::with_capacity(windows.len());
     for w in &windows {
-        let Some(f) = apply(name, w, &scalars, &info, t) else {
+        let Some(f) = apply(name, w.samples(), &scalars, &info, t) else {
             continue;
         };
         if name == "rate" || name == "increase" {
@@ -170,9 +171,117 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, ctx: &Ctx, i: usize) -> Result<
     Ok(IVal::Vector(out))
 }
 
+/// Series-at-a-time evaluation of a range function whose range argument is a matrix selector
+/// (Prometheus's `rangeEval` fast path): every loaded series is walked once across all steps of
+/// `ctx`, its output labels computed once. `None` when the call does not qualify (other
+/// arguments not number literals, a single step, functions whose result depends on all
+/// series at a step, like `absent_over_time`).
+pub(crate) fn call_all_steps(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Option<Memo>> {
+    let name = c.func.name;
+    if ctx.ts.len() < 2
+        || matches!(
+            name,
+            "absent_over_time" | "double_exponential_smoothing" | "quantile_over_time"
+        )
+    {
+        return Ok(None);
+    }
+    let Some(mi) = c
+        .func
+        .arg_types
+        .iter()
+        .position(|a| *a == ValueType::Matrix)
+    else {
+        return Ok(None);
+    };
+    let Expr::MatrixSelector(ms) = c.args[mi].unparen() else {
+        return Ok(None);
+    };
+    let mut scalars = Vec::new();
+    for (k, a) in c.args.iter().enumerate() {
+        if k != mi {
+            match a.unparen() {
+                Expr::NumberLiteral { val, .. } => scalars.push(*val),
+                _ => return Ok(None),
+            }
+        }
+    }
+    // Loading first, then the modifier checks, as the per-step path does.
+    let (mut loaded, refs) = ev.load_matrix_all_steps(ms, ctx)?;
+    let vs = &ms.vector;
+    if vs.anchored && !ANCHORED_SAFE.contains(&name) {
+        return Err(Error::Eval(format!(
+            "anchored modifier can only be used with: {} - not with {name}",
+            ANCHORED_SAFE.join(", ")
+        )));
+    }
+    if vs.smoothed && !SMOOTHED_SAFE.contains(&name) {
+        return Err(Error::Eval(format!(
+            "smoothed modifier can only be used with: {} - not with {name}",
+            SMOOTHED_SAFE.join(", ")
+        )));
+    }
+    let range = ev.duration_ms(&ms.range, false)?;
+    let lb = ev.opts.lookback_delta;
+    let (back, ahead) = match (vs.anchored, vs.smoothed) {
+        (true, _) => (lb, 0),
+        (_, true) => (lb, lb),
+        _ => (0, 0),
+    };
+    let secs = range as f64 / 1000.0;
+    let pos = c.args[mi].pos_range();
+    let keep_name = name == "first_over_time" || name == "last_over_time";
+    let counter_check = name == "rate" || name == "increase";
+    let mut memo = Memo::default();
+    for s in loaded.iter_mut() {
+        let mut points = Vec::new();
+        for (k, &r) in refs.iter().enumerate() {
+            let (lo, hi) = s.window(r.saturating_add(ahead), range + back + ahead);
+            if hi <= lo {
+                continue;
+            }
+            let info = RangeInfo {
+                start: r - range,
+                end: r,
+                secs,
+                anchored: vs.anchored,
+                smoothed: vs.smoothed,
+            };
+            if let Some(f) = apply(name, &s.data[lo..hi], &scalars, &info, ctx.ts[k]) {
+                points.push((k as u32, f));
+            }
+        }
+        if points.is_empty() {
+            continue;
+        }
+        if counter_check {
+            let n = metric_name(&s.metric);
+            if !n.is_empty()
+                && !n.ends_with("_total")
+                && !n.ends_with("_sum")
+                && !n.ends_with("_count")
+                && !n.ends_with("_bucket")
+            {
+                let raw = format!(
+                    "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {:?}",
+                    n
+                );
+                annotate(ev, false, &raw, pos);
+            }
+        }
+        let metric = if keep_name {
+            s.metric.clone()
+        } else {
+            drop_name(&s.metric)
+        };
+        memo.push(metric, points);
+    }
+    memo.finish();
+    Ok(Some(memo))
+}
+
 /// The function's value for one window, `None` for no output.
-fn apply(name: &str, w: &Window, scalars: &[f64], info: &RangeInfo, t: i64) -> Option<f64> {
-    let s = w.samples();
+fn apply(name: &str, s: &[(i64, f64)], scalars: &[f64], info: &RangeInfo, t: i64) -> Option<f64> {
     if s.is_empty() {
         return None;
     }
