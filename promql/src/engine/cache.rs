@@ -48,7 +48,9 @@ impl Hasher for FxHasher {
     }
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        // The multiplication leaves the low bits of aligned pointers zero; hash tables pick
+        // buckets by the low bits, so bring high bits down.
+        self.0.rotate_left(26)
     }
 }
 
@@ -66,9 +68,9 @@ pub(crate) fn ident(l: &Labels) -> usize {
 /// use vectors indexed by id instead of hash maps keyed by labels).
 ///
 /// When the inputs are not stable across steps (fresh label sets every step, e.g. the output
-/// of a binary operator), caching by identity would only grow memory: after a step in which
-/// most lookups missed, the identity map is dropped and lookups derive every time (the
-/// interning of derived sets stays, it is bounded by the number of distinct results).
+/// of a binary operator), caching by identity would only grow memory: once the identity map
+/// holds far more entries than a step looks up, it is dropped and lookups derive every time
+/// (the interning of derived sets stays, it is bounded by the number of distinct results).
 pub(crate) struct Interner<X: Copy, K = usize> {
     /// Derived id (and extra datum) by input identity, with the inputs kept alive.
     by_ident: FxHashMap<K, (Keep, u32, X)>,
@@ -76,8 +78,7 @@ pub(crate) struct Interner<X: Copy, K = usize> {
     values: Vec<Labels>,
     disabled: bool,
     step_lookups: usize,
-    step_misses: usize,
-    steps: usize,
+    max_step_lookups: usize,
 }
 
 /// The label sets whose identities make up a key (kept alive while the key is cached).
@@ -91,8 +92,7 @@ impl<X: Copy, K> Default for Interner<X, K> {
             values: Vec::new(),
             disabled: false,
             step_lookups: 0,
-            step_misses: 0,
-            steps: 0,
+            max_step_lookups: 0,
         }
     }
 }
@@ -133,7 +133,6 @@ impl<X: Copy, K: std::hash::Hash + Eq> Interner<X, K> {
                 return (id, x);
             }
         }
-        self.step_misses += 1;
         let (v, x) = derive();
         let id = self.intern(v);
         if !self.disabled {
@@ -165,15 +164,16 @@ impl<X: Copy, K: std::hash::Hash + Eq> Interner<X, K> {
         self.values.len()
     }
 
-    /// Ends a step: disables identity caching if the inputs turned out not to be stable.
+    /// Ends a step: disables identity caching once the identity map has grown well beyond
+    /// what a step looks up (inputs with fresh label sets every step add a step's worth of
+    /// entries each time; stable inputs, even with some churn, do not).
     pub fn end_step(&mut self) {
-        self.steps += 1;
-        if !self.disabled && self.steps > 1 && self.step_misses * 2 > self.step_lookups {
+        self.max_step_lookups = self.max_step_lookups.max(self.step_lookups);
+        if !self.disabled && self.by_ident.len() > 4 * self.max_step_lookups + 1024 {
             self.disabled = true;
             self.by_ident = FxHashMap::default();
         }
         self.step_lookups = 0;
-        self.step_misses = 0;
     }
 }
 
@@ -247,16 +247,29 @@ mod tests {
     #[test]
     fn interner_disables_on_unstable_inputs() {
         let mut i: Interner<()> = Interner::default();
-        for _ in 0..3 {
-            for v in ["a", "b", "c"] {
-                let l = Labels::from_pairs(&[("job", v)]);
+        // Stable inputs that first show up at a later step keep the cache.
+        let stable: Vec<Labels> = (0..2000)
+            .map(|k| Labels::from_pairs(&[("job", k.to_string())]))
+            .collect();
+        i.end_step();
+        for _ in 0..10 {
+            for l in &stable {
+                i.get(l, |l| (l.clone(), ()));
+            }
+            i.end_step();
+        }
+        assert!(!i.disabled);
+        // Fresh label sets at every step turn it off.
+        for _ in 0..10 {
+            for k in 0..2000 {
+                let l = Labels::from_pairs(&[("job", k.to_string())]);
                 i.get(&l, |l| (l.clone(), ()));
             }
             i.end_step();
         }
         assert!(i.disabled);
         assert!(i.by_ident.is_empty());
-        assert_eq!(i.len(), 3);
+        assert_eq!(i.len(), 2000);
     }
 
     #[test]
