@@ -89,6 +89,7 @@ pub fn query(a: QueryArgs) -> Result<()> {
             None => None,
         },
         timeout: None,
+        ..Default::default()
     };
     let res = match (a.start, a.end, a.step) {
         (Some(s), Some(e), Some(st)) => {

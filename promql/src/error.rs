@@ -25,6 +25,10 @@ pub enum Error {
     /// The query ran past its timeout (Prometheus's `timeout` error type).
     #[error("{0}")]
     Timeout(String),
+    /// The query was cancelled by its caller (Prometheus's `canceled` error type), e.g. because
+    /// the HTTP client went away.
+    #[error("{0}")]
+    Canceled(String),
     /// The query would load more samples than allowed (`--query.max-samples`).
     #[error("{0}")]
     TooManySamples(String),

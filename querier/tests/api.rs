@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -741,4 +742,105 @@ async fn extra_routes_merge() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+}
+
+/// Sends one HTTP/1.1 request over a fresh connection and returns the status code and body;
+/// `None` if the server did not answer within `limit`.
+async fn raw_http(
+    addr: std::net::SocketAddr,
+    path: &str,
+    limit: Duration,
+) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let code = text.get(9..12)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string())?;
+        Some((code, body))
+    };
+    tokio::time::timeout(limit, fut).await.ok().flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_cancels_the_query() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path(),
+        DbOptions {
+            compaction_interval: None,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // One query slot: a query that is never cancelled would keep the next one waiting.
+    let config = ApiConfig {
+        max_concurrency: 1,
+        ..Default::default()
+    };
+    let state = Arc::new(ApiState::new(db, Engine::default(), config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router(state)).await.unwrap();
+    });
+
+    // Billions of subquery steps: minutes of work, well inside the default 2m timeout only
+    // if cancelled. No samples are loaded, so no sample limit ends it early.
+    let slow = enc("count_over_time((sum_over_time(vector(1)[3d:1s]))[3d:1s])");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(
+        format!("GET /api/v1/query?query={slow}&time=100000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Let it start evaluating and hold the only slot.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = raw_http(
+        addr,
+        "/api/v1/query?query=1%2B1&timeout=1s",
+        Duration::from_secs(10),
+    )
+    .await;
+    let (code, body) = busy.expect("the server answers while the slow query runs");
+    assert_eq!(
+        code, 503,
+        "the slot should be taken by the slow query: {body}"
+    );
+    assert!(body.contains("query queue"), "{body}");
+
+    // The client goes away: the slow query must stop and free the slot.
+    drop(conn);
+    let mut answered = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some((200, body)) = raw_http(
+            addr,
+            "/api/v1/query?query=1%2B1&timeout=1s",
+            Duration::from_secs(5),
+        )
+        .await
+        {
+            answered = Some(body);
+            break;
+        }
+    }
+    let body = answered.expect("a query is answered after the client of the slow one hung up");
+    assert!(body.contains("\"2\""), "{body}");
+    let (_, metrics) = raw_http(addr, "/metrics", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "strata_queries_canceled_total 1"),
+        "{metrics}"
+    );
+    server.abort();
 }

@@ -187,6 +187,7 @@ pub(crate) struct Evaluator<'a> {
     /// The top-level step (for `step()`).
     pub query_step: i64,
     deadline: Instant,
+    cancel: Option<super::CancelFlag>,
     pub samples_loaded: usize,
     pub annotations: Annotations,
     vectors: HashMap<(usize, usize), Vec<Loaded>>,
@@ -211,10 +212,11 @@ pub(crate) fn run(
     start: i64,
     end: i64,
     step: i64,
+    cancel: Option<super::CancelFlag>,
 ) -> Result<QueryResult> {
     let deadline = Instant::now() + opts.timeout;
     let prev_mode = set_delayed_name_removal(opts.delayed_name_removal);
-    let res = run_inner(q, opts, expr, start, end, step, deadline);
+    let res = run_inner(q, opts, expr, (start, end, step), deadline, cancel);
     set_delayed_name_removal(prev_mode);
     res
 }
@@ -223,10 +225,9 @@ fn run_inner(
     q: &dyn Queryable,
     opts: Arc<EngineOptions>,
     expr: &Expr,
-    start: i64,
-    end: i64,
-    step: i64,
+    (start, end, step): (i64, i64, i64),
     deadline: Instant,
+    cancel: Option<super::CancelFlag>,
 ) -> Result<QueryResult> {
     let mut ev = Evaluator {
         queryable: q,
@@ -235,6 +236,7 @@ fn run_inner(
         query_end: end,
         query_step: step,
         deadline,
+        cancel,
         samples_loaded: 0,
         annotations: Annotations::default(),
         vectors: HashMap::new(),
@@ -333,7 +335,13 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Fails the query when its timeout has passed or its caller cancelled it.
     pub fn check_deadline(&self) -> Result<()> {
+        if self.cancel.as_ref().is_some_and(|c| c.is_canceled()) {
+            return Err(Error::Canceled(
+                "query was canceled in query execution".into(),
+            ));
+        }
         if Instant::now() > self.deadline {
             return Err(Error::Timeout("query timed out in query execution".into()));
         }

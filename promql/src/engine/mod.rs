@@ -64,6 +64,28 @@ impl Default for EngineOptions {
 pub struct QueryOptions {
     pub lookback_delta: Option<i64>,
     pub timeout: Option<Duration>,
+    /// Set by the caller to stop the query; checked where the timeout is, so a cancelled query
+    /// ends with [`crate::Error::Canceled`] at its next step.
+    pub cancel: Option<CancelFlag>,
+}
+
+/// A shared flag that cancels a running query when set.
+#[derive(Clone, Debug, Default)]
+pub struct CancelFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelFlag {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the query to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_canceled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// A PromQL engine.
@@ -115,7 +137,7 @@ impl Engine {
         if let Some(t) = qo.timeout {
             opts.timeout = t;
         }
-        eval::run(q, Arc::new(opts), expr, start, end, step)
+        eval::run(q, Arc::new(opts), expr, start, end, step, qo.cancel.clone())
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub query_duration: HistogramFamily<HandlerLabels>,
     /// Queries running or waiting for a slot.
     pub queries_in_flight: Gauge,
+    /// Queries cancelled because the client went away before the answer.
+    pub queries_canceled: Counter,
     /// HTTP requests by handler and status code.
     pub http_requests: Family<HttpLabels, Counter>,
 }
@@ -95,6 +97,7 @@ impl Metrics {
             wal_fsync_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             query_duration: Family::new_with_constructor(latency_histogram),
             queries_in_flight: Gauge::default(),
+            queries_canceled: Counter::default(),
             http_requests: Family::default(),
         };
         reg.register(
@@ -141,6 +144,11 @@ impl Metrics {
             "strata_queries_in_flight",
             "Queries running or queued",
             m.queries_in_flight.clone(),
+        );
+        reg.register(
+            "strata_queries_canceled",
+            "Queries cancelled because the client went away",
+            m.queries_canceled.clone(),
         );
         reg.register(
             "strata_http_requests",

@@ -266,6 +266,7 @@ impl ApiError {
         let typ = match e {
             E::Parse(_) | E::InvalidDuration(_) => ErrorType::BadData,
             E::Timeout(_) => ErrorType::Timeout,
+            E::Canceled(_) => ErrorType::Canceled,
             E::Storage(_) => ErrorType::Internal,
             E::Eval(_) | E::TooManySamples(_) => ErrorType::Execution,
         };

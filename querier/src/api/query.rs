@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use strata_promql::engine::{QueryOptions, QueryResult, Value};
+use strata_promql::engine::{CancelFlag, QueryOptions, QueryResult, Value};
 use strata_promql::parser::{self, Expr};
 use strata_tsdb::Matcher;
 
@@ -153,6 +153,24 @@ impl Drop for InFlight {
     }
 }
 
+/// Cancels the evaluation when the request future is dropped while it runs (the client hung
+/// up): the engine stops at its next step with `canceled` and frees its query slot.
+struct CancelOnDrop {
+    st: Arc<ApiState>,
+    flag: CancelFlag,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.cancel();
+            self.st.metrics.queries_canceled.inc();
+            tracing::debug!("query canceled: the client went away");
+        }
+    }
+}
+
 fn timeout_error() -> ApiError {
     ApiError::new(ErrorType::Timeout, "query timed out in query queue")
 }
@@ -182,6 +200,12 @@ async fn run(st: Arc<ApiState>, q: QueryRequest) -> Result<ApiOk, ApiError> {
     let qo = QueryOptions {
         lookback_delta: q.lookback,
         timeout: Some(remaining),
+        cancel: Some(CancelFlag::new()),
+    };
+    let mut cancel_guard = CancelOnDrop {
+        st: st.clone(),
+        flag: qo.cancel.clone().unwrap_or_default(),
+        armed: true,
     };
     let task = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -192,6 +216,7 @@ async fn run(st: Arc<ApiState>, q: QueryRequest) -> Result<ApiOk, ApiError> {
         (r, t0.elapsed())
     });
     let joined = tokio::time::timeout(remaining + TIMEOUT_GRACE, task).await;
+    cancel_guard.armed = false;
     st.metrics
         .observe_query(q.kind, started.elapsed().as_secs_f64());
     let (res, eval_time) = match joined {
