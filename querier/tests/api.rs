@@ -844,3 +844,88 @@ async fn client_disconnect_cancels_the_query() {
     );
     server.abort();
 }
+
+#[tokio::test]
+async fn reload_needs_lifecycle_and_keeps_old_config_on_error() {
+    let f = fixture();
+    let resp = f
+        .app
+        .clone()
+        .oneshot(Request::post("/-/reload").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let state = Arc::new(ApiState::new(
+        db,
+        Engine::default(),
+        ApiConfig {
+            enable_lifecycle: true,
+            config_yaml: "old".into(),
+            ..Default::default()
+        },
+    ));
+    let next = Arc::new(std::sync::Mutex::new(Err::<String, String>(
+        "bad field".into(),
+    )));
+    let n2 = next.clone();
+    state.set_reloader(Arc::new(move || n2.lock().unwrap().clone()));
+    let app = router(state.clone());
+    let resp = app
+        .clone()
+        .oneshot(Request::post("/-/reload").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    let (_, v) = get(&app, "/api/v1/status/config").await;
+    assert_eq!(v["data"]["yaml"], "old");
+    *next.lock().unwrap() = Ok("new".into());
+    let resp = app
+        .clone()
+        .oneshot(Request::put("/-/reload").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (_, v) = get(&app, "/api/v1/status/config").await;
+    assert_eq!(v["data"]["yaml"], "new");
+}
+
+#[tokio::test]
+async fn targets_come_from_the_attached_source() {
+    use strata_querier::api::{ActiveTarget, Health, TargetsSnapshot, TargetsSource};
+    struct One;
+    impl TargetsSource for One {
+        fn snapshot(&self) -> TargetsSnapshot {
+            TargetsSnapshot {
+                active: vec![ActiveTarget {
+                    discovered_labels: Labels::from_pairs(&[("__address__", "h:1")]),
+                    labels: Labels::from_pairs(&[("instance", "h:1"), ("job", "j")]),
+                    scrape_pool: "j".into(),
+                    scrape_url: "http://h:1/metrics".into(),
+                    last_error: "boom".into(),
+                    last_scrape_ms: None,
+                    last_scrape_duration: Duration::ZERO,
+                    health: Health::Down,
+                    scrape_interval: Duration::from_secs(15),
+                    scrape_timeout: Duration::from_secs(10),
+                }],
+                pools: vec!["j".into()],
+                ..Default::default()
+            }
+        }
+    }
+    let f = fixture();
+    let (s, v) = get(&f.app, "/api/v1/targets").await;
+    assert_eq!(s.as_u16(), 200);
+    assert_eq!(v["data"]["activeTargets"], json!([]));
+    f.state.set_targets_source(Arc::new(One));
+    let (_, v) = get(&f.app, "/api/v1/targets?state=active").await;
+    let t = &v["data"]["activeTargets"][0];
+    assert_eq!(t["health"], "down");
+    assert_eq!(t["lastError"], "boom");
+    assert_eq!(t["lastScrape"], "0001-01-01T00:00:00Z");
+    let (_, v) = get(&f.app, "/api/v1/scrape_pools").await;
+    assert_eq!(v["data"]["scrapePools"], json!(["j"]));
+}

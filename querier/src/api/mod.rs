@@ -16,6 +16,7 @@ pub mod json;
 pub mod metrics;
 pub mod remote;
 pub mod store;
+pub mod targets;
 
 mod query;
 mod series;
@@ -41,6 +42,7 @@ use tower_http::compression::CompressionLayer;
 
 pub use metrics::Metrics;
 pub use store::{ExemplarReject, ExemplarStore, Metadata, MetadataStore};
+pub use targets::{ActiveTarget, DroppedTarget, Health, TargetsSnapshot, TargetsSource};
 
 /// Build information for `/api/v1/status/buildinfo` (Prometheus's field names; `goVersion`
 /// carries the Rust compiler version).
@@ -89,6 +91,8 @@ pub struct ApiConfig {
     pub max_metadata_families: usize,
     /// Reported by `/api/v1/status/buildinfo`.
     pub build_info: BuildInfo,
+    /// `--web.enable-lifecycle`: `POST /-/reload` is allowed.
+    pub enable_lifecycle: bool,
 }
 
 impl Default for ApiConfig {
@@ -102,6 +106,7 @@ impl Default for ApiConfig {
             max_exemplars: 100_000,
             max_metadata_families: 100_000,
             build_info: BuildInfo::default(),
+            enable_lifecycle: false,
         }
     }
 }
@@ -121,7 +126,15 @@ pub struct ApiState {
     pub exemplars: ExemplarStore,
     pub metrics: Arc<Metrics>,
     query_slots: Arc<Semaphore>,
+    /// The configuration text now in force (`/api/v1/status/config`); replaced by reloads.
+    pub config_yaml: parking_lot::RwLock<String>,
+    targets: parking_lot::RwLock<Option<Arc<dyn TargetsSource>>>,
+    reloader: parking_lot::RwLock<Option<Reloader>>,
 }
+
+/// Reloads the configuration file: the new text on success, the reason the old
+/// configuration stays on failure.
+pub type Reloader = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,8 +160,39 @@ impl ApiState {
             exemplars: ExemplarStore::new(config.max_exemplars),
             metrics,
             query_slots: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            config_yaml: parking_lot::RwLock::new(config.config_yaml.clone()),
+            targets: parking_lot::RwLock::new(None),
+            reloader: parking_lot::RwLock::new(None),
             config,
         }
+    }
+
+    /// Attaches what `/api/v1/targets` reports (the scrape manager).
+    pub fn set_targets_source(&self, src: Arc<dyn TargetsSource>) {
+        *self.targets.write() = Some(src);
+    }
+
+    /// The targets now scraped into this server (empty when nothing scrapes).
+    pub fn targets_snapshot(&self) -> TargetsSnapshot {
+        let src = self.targets.read().clone();
+        src.map(|s| s.snapshot()).unwrap_or_default()
+    }
+
+    /// Sets what `POST /-/reload` runs.
+    pub fn set_reloader(&self, r: Reloader) {
+        *self.reloader.write() = Some(r);
+    }
+
+    /// Runs the reloader (blocking); on success the new text becomes the reported
+    /// configuration.
+    pub fn reload(&self) -> Result<(), String> {
+        let r = self.reloader.read().clone();
+        let Some(r) = r else {
+            return Err("no configuration file to reload".into());
+        };
+        let text = r()?;
+        *self.config_yaml.write() = text;
+        Ok(())
     }
 
     /// Replaces what queries, series and label lookups read.
@@ -464,6 +508,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/targets", get(status::targets))
+        .route("/api/v1/scrape_pools", get(status::scrape_pools))
+        .route(
+            "/-/reload",
+            axum::routing::post(status::reload).put(status::reload),
+        )
         .route("/api/v1/rules", get(status::rules))
         .route("/api/v1/alerts", get(status::alerts))
         .route("/metrics", get(status::self_metrics))

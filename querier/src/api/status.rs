@@ -1,5 +1,6 @@
 //! Status and informational endpoints: `/api/v1/metadata`, `/api/v1/status/*`, the
-//! targets/rules/alerts stubs (Strata has no scraping rules engine behind this API yet) and
+//! targets and scrape pools of the scrape manager, the configuration reload endpoint, the
+//! rules/alerts stubs (Strata has no rules engine) and
 //! the self-metrics exposition at `/metrics`.
 
 use std::collections::HashMap;
@@ -41,7 +42,7 @@ pub(super) async fn buildinfo(State(st): State<Arc<ApiState>>) -> Result<ApiOk, 
 
 /// `GET /api/v1/status/config`.
 pub(super) async fn config(State(st): State<Arc<ApiState>>) -> Result<ApiOk, ApiError> {
-    ApiOk::of(&json!({ "yaml": st.config.config_yaml }))
+    ApiOk::of(&json!({ "yaml": *st.config_yaml.read() }))
 }
 
 /// `GET /api/v1/status/flags`.
@@ -232,20 +233,40 @@ pub(super) async fn tsdb(State(st): State<Arc<ApiState>>, p: Params) -> Result<A
     ApiOk::of(&data)
 }
 
-/// `GET /api/v1/targets`: Strata does not scrape through this server; always empty.
-pub(super) async fn targets() -> Result<ApiOk, ApiError> {
-    #[derive(serde::Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct TargetDiscovery {
-        active_targets: [(); 0],
-        dropped_targets: [(); 0],
-        dropped_target_counts: std::collections::BTreeMap<String, u64>,
+/// `GET /api/v1/targets`: the targets of the scrape manager (empty when nothing scrapes).
+pub(super) async fn targets(State(st): State<Arc<ApiState>>, p: Params) -> Result<ApiOk, ApiError> {
+    ApiOk::of(&super::targets::targets_data(&st.targets_snapshot(), &p))
+}
+
+/// `GET /api/v1/scrape_pools`: the configured scrape pools (jobs), sorted.
+pub(super) async fn scrape_pools(State(st): State<Arc<ApiState>>) -> Result<ApiOk, ApiError> {
+    let mut pools = st.targets_snapshot().pools;
+    pools.sort();
+    ApiOk::of(&json!({ "scrapePools": pools }))
+}
+
+/// `POST|PUT /-/reload`: reloads the configuration file when `--web.enable-lifecycle` is set
+/// (403 otherwise, as Prometheus); 500 with the reason when the new file is invalid, in which
+/// case the old configuration stays in force.
+pub(super) async fn reload(State(st): State<Arc<ApiState>>) -> Response {
+    use axum::http::StatusCode;
+    if !st.config.enable_lifecycle {
+        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.").into_response();
     }
-    ApiOk::of(&TargetDiscovery {
-        active_targets: [],
-        dropped_targets: [],
-        dropped_target_counts: Default::default(),
-    })
+    let st2 = st.clone();
+    match tokio::task::spawn_blocking(move || st2.reload()).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}"),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}"),
+        )
+            .into_response(),
+    }
 }
 
 /// `GET /api/v1/rules`: no rule evaluation; always empty.
