@@ -297,6 +297,11 @@ impl Proc {
         }
     }
 
+    /// The child's process id (0 once it was killed).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
