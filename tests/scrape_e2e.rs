@@ -64,7 +64,10 @@ fn node_config(ne_port: u16, extra: &str) -> String {
 fn active_targets(port: u16) -> Vec<serde_json::Value> {
     let v = get_json(port, "/api/v1/targets", &[]);
     assert_eq!(v["status"], "success", "{v}");
-    v["data"]["activeTargets"].as_array().cloned().unwrap_or_default()
+    v["data"]["activeTargets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -143,14 +146,23 @@ fn strata_and_prometheus_scrape_node_exporter_alike() {
             .clone()
     };
     let (ours, theirs) = (up(s_port), up(p_port));
-    assert_eq!(ours.as_array().map(Vec::len), Some(1), "strata up: {ours}\n{}", s.log_text());
+    assert_eq!(
+        ours.as_array().map(Vec::len),
+        Some(1),
+        "strata up: {ours}\n{}",
+        s.log_text()
+    );
     assert_eq!(ours[0]["metric"], theirs[0]["metric"]);
     assert_eq!(ours[0]["value"][1], "1");
     assert_eq!(theirs[0]["value"][1], "1");
 
     // Every metric name has the same number of series on both.
     let (ours, theirs) = (series_per_name(s_port, t), series_per_name(p_port, t));
-    assert!(theirs.len() > 100, "node_exporter gave only {} names", theirs.len());
+    assert!(
+        theirs.len() > 100,
+        "node_exporter gave only {} names",
+        theirs.len()
+    );
     let differing: Vec<_> = theirs
         .iter()
         .filter(|(k, v)| ours.get(*k) != Some(*v))
@@ -182,7 +194,14 @@ fn strata_and_prometheus_scrape_node_exporter_alike() {
     // The targets API agrees with Prometheus's.
     let (ours, theirs) = (active_targets(s_port), active_targets(p_port));
     assert_eq!(ours.len(), 1, "{ours:?}");
-    for key in ["labels", "scrapePool", "scrapeUrl", "health", "scrapeInterval", "scrapeTimeout"] {
+    for key in [
+        "labels",
+        "scrapePool",
+        "scrapeUrl",
+        "health",
+        "scrapeInterval",
+        "scrapeTimeout",
+    ] {
         assert_eq!(ours[0][key], theirs[0][key], "targets field {key}");
     }
     assert_eq!(ours[0]["health"], "up");
@@ -196,19 +215,29 @@ fn strata_and_prometheus_scrape_node_exporter_alike() {
     std::fs::write(&cfg, node_config(ne_port, &extra)).expect("config");
     let pid = s.pid();
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGHUP) }, 0);
-    wait_for("the self target after SIGHUP", Duration::from_secs(20), || {
-        active_targets(s_port)
-            .iter()
-            .any(|t| t["scrapePool"] == "self" && t["health"] == "up")
-    });
+    wait_for(
+        "the self target after SIGHUP",
+        Duration::from_secs(20),
+        || {
+            active_targets(s_port)
+                .iter()
+                .any(|t| t["scrapePool"] == "self" && t["health"] == "up")
+        },
+    );
 
     // An invalid file is refused by POST /-/reload and the old configuration stays.
-    std::fs::write(&cfg, "scrape_configs:\n  - job_name: x\n    scrape_intervall: 1s\n")
-        .expect("config");
+    std::fs::write(
+        &cfg,
+        "scrape_configs:\n  - job_name: x\n    scrape_intervall: 1s\n",
+    )
+    .expect("config");
     let (code, body) = http_request(s_port, "POST", "/-/reload", None).expect("reload");
     let body = String::from_utf8_lossy(&body);
     assert_eq!(code, 500, "{body}");
-    assert!(body.contains("scrape_intervall"), "error names the field: {body}");
+    assert!(
+        body.contains("scrape_intervall"),
+        "error names the field: {body}"
+    );
     let pools: Vec<_> = active_targets(s_port)
         .iter()
         .map(|t| t["scrapePool"].as_str().unwrap_or("").to_string())
@@ -221,7 +250,11 @@ fn strata_and_prometheus_scrape_node_exporter_alike() {
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(active_targets(s_port).len(), 1);
     std::thread::sleep(Duration::from_secs(1));
-    let v = get_json(s_port, "/api/v1/query", &[("query", "up{job=\"self\"}".to_string())]);
+    let v = get_json(
+        s_port,
+        "/api/v1/query",
+        &[("query", "up{job=\"self\"}".to_string())],
+    );
     assert_eq!(
         v["data"]["result"].as_array().map(Vec::len),
         Some(0),
