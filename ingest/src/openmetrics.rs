@@ -22,22 +22,17 @@ use nom::combinator::value;
 
 use crate::error::{Error, Result, SyntaxError};
 use crate::textparse::lex::{
-    expect, into_lex_error, label_set, line_col, metric_name, parse_timestamp_seconds, parse_value,
-    quoted, starts_metric_name, sym, token, unescape, LabelSetRules, LexError, LexResult,
+    expect, into_lex_error, label_set, metric_name, parse_timestamp_seconds, parse_value, quoted,
+    starts_metric_name, sym, token, unescape, LabelSetRules, LexError, LexResult,
 };
-use crate::textparse::normalize_label_value;
+use crate::textparse::{normalize_label_value, Cursor};
 pub use crate::textparse::{Entry, Exemplar, LabelPair, MetricType, Sample};
 
 /// Streaming OpenMetrics parser over a borrowed body; an iterator of entries. After the first
 /// error, or after [`Entry::Eof`], it yields nothing more.
 #[derive(Debug, Clone)]
 pub struct OpenMetricsParser<'a> {
-    /// The whole (valid UTF-8 part of the) input; error positions are computed against it.
-    input: &'a str,
-    /// What is still to be parsed; always a suffix of `input`.
-    rest: &'a str,
-    /// The original bytes continue past `input` with invalid UTF-8.
-    bad_utf8: bool,
+    cur: Cursor<'a>,
     /// Type from the last `# TYPE` line (Prometheus keeps it across families).
     typ: MetricType,
     skip_created: bool,
@@ -84,9 +79,7 @@ impl<'a> OpenMetricsParser<'a> {
     /// A parser over `input`.
     pub fn new(input: &'a str) -> Self {
         OpenMetricsParser {
-            input,
-            rest: input,
-            bad_utf8: false,
+            cur: Cursor::new(input),
             typ: MetricType::Unknown,
             skip_created: false,
             done: false,
@@ -97,15 +90,9 @@ impl<'a> OpenMetricsParser<'a> {
     /// parsed normally; reaching that byte is an [`SyntaxError::InvalidUtf8`] error at its
     /// position (Prometheus rejects such bodies too, though with other messages).
     pub fn from_bytes(input: &'a [u8]) -> Self {
-        match std::str::from_utf8(input) {
-            Ok(s) => Self::new(s),
-            Err(e) => {
-                let valid = std::str::from_utf8(&input[..e.valid_up_to()]).unwrap_or_default();
-                OpenMetricsParser {
-                    bad_utf8: true,
-                    ..Self::new(valid)
-                }
-            }
+        OpenMetricsParser {
+            cur: Cursor::from_bytes(input),
+            ..Self::new("")
         }
     }
 
@@ -123,27 +110,15 @@ impl<'a> OpenMetricsParser<'a> {
 
     /// Byte offset of the next line to parse.
     pub fn offset(&self) -> usize {
-        self.input.len() - self.rest.len()
+        self.cur.offset()
     }
 
     fn error(&self, e: LexError<'a>) -> Error {
-        let base = self.input.as_ptr() as usize;
-        let at = e.rest.as_ptr() as usize;
-        let offset = if at >= base && at <= base + self.input.len() {
-            at - base
-        } else {
-            self.input.len()
-        };
-        let mut kind = e.kind;
-        if self.bad_utf8 && offset == self.input.len() && kind != SyntaxError::DataAfterEof {
-            kind = SyntaxError::InvalidUtf8;
-        }
-        let (line, column) = line_col(self.input, offset);
-        Error::Syntax { line, column, kind }
+        self.cur.error(e)
     }
 
     fn parse_line(&mut self) -> Result<(&'a str, Entry<'a>), LexError<'a>> {
-        let i = self.rest;
+        let i = self.cur.rest;
         match i.chars().next() {
             None => Err(LexError::new(i, SyntaxError::MissingEof)),
             Some('#') => self.comment_line(i),
@@ -173,7 +148,7 @@ impl<'a> OpenMetricsParser<'a> {
         let space_what = match kw {
             Keyword::Eof => {
                 let i = i.strip_prefix('\n').unwrap_or(i);
-                if !i.is_empty() || self.bad_utf8 {
+                if !i.is_empty() || self.cur.bad_utf8 {
                     return Err(LexError::new(i, SyntaxError::DataAfterEof));
                 }
                 return Ok((i, Entry::Eof));
@@ -323,7 +298,7 @@ impl<'a> Iterator for OpenMetricsParser<'a> {
         while !self.done {
             match self.parse_line() {
                 Ok((rest, entry)) => {
-                    self.rest = rest;
+                    self.cur.rest = rest;
                     match &entry {
                         Entry::Eof => self.done = true,
                         Entry::Sample(s) if self.is_skipped(s) => continue,

@@ -23,23 +23,17 @@ use std::borrow::Cow;
 
 use crate::error::{Error, Result, SyntaxError};
 use crate::textparse::lex::{
-    blanks, expect, into_lex_error, label_set, line_col, metric_name, parse_timestamp_ms,
-    parse_value, quoted, starts_metric_name, token_till, unescape_help, LabelSetRules, LexError,
-    LexResult,
+    blanks, expect, into_lex_error, label_set, metric_name, parse_timestamp_ms, parse_value,
+    quoted, starts_metric_name, token_till, unescape_help, LabelSetRules, LexError, LexResult,
 };
-use crate::textparse::normalize_label_value;
+use crate::textparse::{normalize_label_value, Cursor};
 pub use crate::textparse::{Entry, LabelPair, MetricType, Sample};
 
 /// Streaming Prometheus text-format parser over a borrowed body; an iterator of entries that
 /// stops after the first error.
 #[derive(Debug, Clone)]
 pub struct PromTextParser<'a> {
-    /// The whole (valid UTF-8 part of the) input; error positions are computed against it.
-    input: &'a str,
-    /// What is still to be parsed; always a suffix of `input`.
-    rest: &'a str,
-    /// The original bytes continue past `input` with invalid UTF-8.
-    bad_utf8: bool,
+    cur: Cursor<'a>,
     /// Type from the last `# TYPE` line (Prometheus keeps it across families).
     typ: MetricType,
     done: bool,
@@ -68,9 +62,7 @@ impl<'a> PromTextParser<'a> {
     /// A parser over `input`.
     pub fn new(input: &'a str) -> Self {
         PromTextParser {
-            input,
-            rest: input,
-            bad_utf8: false,
+            cur: Cursor::new(input),
             typ: MetricType::Unknown,
             done: false,
         }
@@ -80,15 +72,9 @@ impl<'a> PromTextParser<'a> {
     /// parsed normally; reaching that byte is an [`SyntaxError::InvalidUtf8`] error at its
     /// position.
     pub fn from_bytes(input: &'a [u8]) -> Self {
-        match std::str::from_utf8(input) {
-            Ok(s) => Self::new(s),
-            Err(e) => {
-                let valid = std::str::from_utf8(&input[..e.valid_up_to()]).unwrap_or_default();
-                PromTextParser {
-                    bad_utf8: true,
-                    ..Self::new(valid)
-                }
-            }
+        PromTextParser {
+            cur: Cursor::from_bytes(input),
+            ..Self::new("")
         }
     }
 
@@ -99,30 +85,18 @@ impl<'a> PromTextParser<'a> {
 
     /// Byte offset of the next line to parse.
     pub fn offset(&self) -> usize {
-        self.input.len() - self.rest.len()
+        self.cur.offset()
     }
 
     fn error(&self, e: LexError<'a>) -> Error {
-        let base = self.input.as_ptr() as usize;
-        let at = e.rest.as_ptr() as usize;
-        let offset = if at >= base && at <= base + self.input.len() {
-            at - base
-        } else {
-            self.input.len()
-        };
-        let mut kind = e.kind;
-        if self.bad_utf8 && offset == self.input.len() {
-            kind = SyntaxError::InvalidUtf8;
-        }
-        let (line, column) = line_col(self.input, offset);
-        Error::Syntax { line, column, kind }
+        self.cur.error(e)
     }
 
     /// Consumes the line end: a newline, or the end of the input (not of valid UTF-8).
     fn end_of_line(&self, i: &'a str, what: &'static str) -> Result<&'a str, LexError<'a>> {
         if let Some(rest) = i.strip_prefix('\n') {
             Ok(rest)
-        } else if i.is_empty() && !self.bad_utf8 {
+        } else if i.is_empty() && !self.cur.bad_utf8 {
             Ok(i)
         } else if i.is_empty() {
             Err(LexError::new(i, SyntaxError::InvalidUtf8))
@@ -147,9 +121,9 @@ impl<'a> PromTextParser<'a> {
     }
 
     fn parse_line(&mut self) -> Result<Step<'a>, LexError<'a>> {
-        let i = blanks(self.rest);
+        let i = blanks(self.cur.rest);
         match i.chars().next() {
-            None if self.bad_utf8 => Err(LexError::new(i, SyntaxError::InvalidUtf8)),
+            None if self.cur.bad_utf8 => Err(LexError::new(i, SyntaxError::InvalidUtf8)),
             None | Some('\0') => Ok(Step::End),
             Some('\n') => Ok(Step::Skip(&i[1..])),
             Some('#') => self.comment_line(&i[1..]),
@@ -307,10 +281,10 @@ impl<'a> Iterator for PromTextParser<'a> {
         while !self.done {
             match self.parse_line() {
                 Ok(Step::Entry(rest, entry)) => {
-                    self.rest = rest;
+                    self.cur.rest = rest;
                     return Some(Ok(entry));
                 }
-                Ok(Step::Skip(rest)) => self.rest = rest,
+                Ok(Step::Skip(rest)) => self.cur.rest = rest,
                 Ok(Step::End) => self.done = true,
                 Err(e) => {
                     self.done = true;

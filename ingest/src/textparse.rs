@@ -5,6 +5,8 @@
 //! normalisation, and the nom lexing pieces in [`lex`].
 
 pub mod lex;
+#[cfg(test)]
+pub(crate) mod testdata;
 
 use std::borrow::Cow;
 
@@ -13,6 +15,68 @@ use strata_tsdb::{Label, Labels};
 
 use crate::error::{Error, Result};
 pub use lex::LabelPair;
+
+/// Where a text parser stands in its body: the (valid UTF-8 part of the) input, the suffix
+/// still to parse, and whether the original bytes continue with invalid UTF-8. Shared by both
+/// text parsers, which differ only in their grammar.
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor<'a> {
+    /// The whole (valid UTF-8 part of the) input; error positions are computed against it.
+    pub input: &'a str,
+    /// What is still to be parsed; always a suffix of `input`.
+    pub rest: &'a str,
+    /// The original bytes continue past `input` with invalid UTF-8.
+    pub bad_utf8: bool,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(input: &'a str) -> Self {
+        Cursor {
+            input,
+            rest: input,
+            bad_utf8: false,
+        }
+    }
+
+    /// A cursor over raw bytes: the valid UTF-8 prefix, marked when invalid bytes follow, so
+    /// that reaching them is an [`crate::error::SyntaxError::InvalidUtf8`] error at their position.
+    pub fn from_bytes(input: &'a [u8]) -> Self {
+        match std::str::from_utf8(input) {
+            Ok(s) => Self::new(s),
+            Err(e) => Cursor {
+                bad_utf8: true,
+                ..Self::new(std::str::from_utf8(&input[..e.valid_up_to()]).unwrap_or_default())
+            },
+        }
+    }
+
+    /// Byte offset of the next line to parse.
+    pub fn offset(&self) -> usize {
+        self.input.len() - self.rest.len()
+    }
+
+    /// A lexing error as the crate's error, with its line and column; an error at the end of
+    /// the valid UTF-8 prefix of a body that continues with invalid bytes is reported as
+    /// invalid UTF-8.
+    pub fn error(&self, e: lex::LexError<'a>) -> Error {
+        let base = self.input.as_ptr() as usize;
+        let at = e.rest.as_ptr() as usize;
+        let offset = if at >= base && at <= base + self.input.len() {
+            at - base
+        } else {
+            self.input.len()
+        };
+        let mut kind = e.kind;
+        if self.bad_utf8
+            && offset == self.input.len()
+            && kind != crate::error::SyntaxError::DataAfterEof
+        {
+            kind = crate::error::SyntaxError::InvalidUtf8;
+        }
+        let (line, column) = lex::line_col(self.input, offset);
+        Error::Syntax { line, column, kind }
+    }
+}
 
 /// A metric family type as declared by `# TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -818,10 +818,7 @@ fn bare_identifier_in_braces_does_not_panic() {
 
 // ---- Prometheus testdata files ----
 
-const TESTDATA: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/prometheus/textparse"
-);
+use crate::textparse::testdata::{fixtures, TESTDATA};
 
 /// Counts computed from the raw lines, independently of the parser.
 #[derive(Debug, PartialEq)]
@@ -903,14 +900,7 @@ fn parser_counts(text: &str) -> Counts {
 
 #[test]
 fn prometheus_testdata_files() {
-    let dir = std::fs::read_dir(TESTDATA).unwrap_or_else(|e| {
-        panic!("Prometheus's textparse fixtures are required at {TESTDATA} (the shared/ folder beside the repo): {e}")
-    });
-    let mut files: Vec<_> = dir
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".om.txt"))
-        .collect();
-    files.sort();
+    let files = fixtures(".om.txt");
     assert!(files.len() >= 2, "expected the OpenMetrics fixtures");
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();

@@ -741,10 +741,7 @@ fn bare_identifier_in_braces_does_not_panic() {
 
 // ---- Prometheus testdata files ----
 
-const TESTDATA: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/prometheus/textparse"
-);
+use crate::textparse::testdata::{fixtures, TESTDATA};
 
 /// Counts computed from the raw lines, independently of the parser (the fixtures use one
 /// sample per line, single spaces, no timestamps, no escapes).
@@ -830,18 +827,6 @@ fn parser_counts(text: &str) -> Counts {
         samples,
         per_name,
     }
-}
-
-fn fixtures(suffix: &str) -> Vec<std::path::PathBuf> {
-    let dir = std::fs::read_dir(TESTDATA).unwrap_or_else(|e| {
-        panic!("Prometheus's textparse fixtures are required at {TESTDATA} (the shared/ folder beside the repo): {e}")
-    });
-    let mut files: Vec<_> = dir
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
-        .collect();
-    files.sort();
-    files
 }
 
 #[test]
