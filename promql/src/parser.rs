@@ -25,7 +25,7 @@ mod tests;
 
 pub use ast::*;
 pub use functions::{get_function, Function, FUNCTIONS};
-pub use grammar::{unquote_string, MAX_NESTING, MAX_TREE_DEPTH};
+pub use grammar::{unquote_bytes, unquote_string, QuoteRules, MAX_NESTING, MAX_TREE_DEPTH};
 pub use printer::{format_duration_ms, format_float};
 
 use strata_tsdb::Matcher;

@@ -1318,45 +1318,51 @@ fn regex_error_message(e: &strata_tsdb::Error) -> String {
     }
 }
 
-/// Unquotes a PromQL string literal (`"..."`, `'...'` or `` `...` ``) with Go escapes.
-pub fn unquote_string(s: &str) -> Result<String, String> {
-    let syntax = || "invalid syntax".to_string();
-    let bytes = s.as_bytes();
-    if bytes.len() < 2 {
-        return Err(syntax());
+/// Which quoted strings [`unquote_bytes`] accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuoteRules {
+    /// Prometheus `strutil.Unquote` (PromQL string literals): `"…"`, `'…'` of any length,
+    /// `` `…` ``.
+    PromQL,
+    /// Go `strconv.Unquote`: like PromQL, but a `'…'` literal holds exactly one character and a
+    /// raw string no carriage return.
+    Go,
+}
+
+/// Unquotes a complete quoted literal (quotes included) into its bytes; `None` when it is not
+/// one. Escapes: `\a \b \f \n \r \t \v \\`, the enclosing quote, `\xHH`, `\uHHHH`,
+/// `\UHHHHHHHH`, `\ooo`. Back-quoted strings are raw. `\x` and octal escapes may yield bytes
+/// that are not UTF-8; callers decide what to do with those.
+pub fn unquote_bytes(s: &str, rules: QuoteRules) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if b.len() < 2 || b[0] != b[b.len() - 1] {
+        return None;
     }
-    let quote = bytes[0];
-    if bytes[bytes.len() - 1] != quote {
-        return Err(syntax());
-    }
+    let quote = b[0];
     let inner = &s[1..s.len() - 1];
     if quote == b'`' {
-        if inner.contains('`') {
-            return Err(syntax());
+        if inner.contains('`') || (rules == QuoteRules::Go && inner.contains('\r')) {
+            return None;
         }
-        return Ok(inner.to_string());
+        return Some(inner.as_bytes().to_vec());
     }
-    if quote != b'"' && quote != b'\'' {
-        return Err(syntax());
-    }
-    if inner.contains('\n') {
-        return Err(syntax());
+    if (quote != b'"' && quote != b'\'') || inner.contains('\n') {
+        return None;
     }
     let mut out: Vec<u8> = Vec::with_capacity(inner.len());
-    let mut chars = inner.char_indices().peekable();
-    let ib = inner.as_bytes();
-    while let Some((i, c)) = chars.next() {
-        if c as u32 == quote as u32 {
-            return Err(syntax());
+    let mut chars = inner.chars();
+    let mut count = 0usize;
+    while let Some(c) = chars.next() {
+        count += 1;
+        if c as u32 == u32::from(quote) {
+            return None;
         }
         if c != '\\' {
             let mut buf = [0u8; 4];
             out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             continue;
         }
-        let Some((_, e)) = chars.next() else {
-            return Err(syntax());
-        };
+        let e = chars.next()?;
         let simple = match e {
             'a' => Some(7u8),
             'b' => Some(8),
@@ -1366,47 +1372,46 @@ pub fn unquote_string(s: &str) -> Result<String, String> {
             't' => Some(b'\t'),
             'v' => Some(11),
             '\\' => Some(b'\\'),
-            '\'' | '"' if e as u32 == quote as u32 => Some(e as u8),
+            '\'' | '"' if e as u32 == u32::from(quote) => Some(e as u8),
             _ => None,
         };
-        if let Some(b) = simple {
-            out.push(b);
+        if let Some(v) = simple {
+            out.push(v);
             continue;
         }
-        let (n, base) = match e {
-            'x' => (2, 16),
-            'u' => (4, 16),
-            'U' => (8, 16),
-            '0'..='7' => (2, 8),
-            _ => return Err(syntax()),
-        };
-        let start = i + 2;
-        let digits = ib.get(start..start + n).ok_or_else(syntax)?;
-        let digits = std::str::from_utf8(digits).map_err(|_| syntax())?;
-        let mut v = u32::from_str_radix(digits, base).map_err(|_| syntax())?;
-        if base == 8 {
-            v += (e as u32 - '0' as u32) * 64;
-        }
-        for _ in 0..n {
-            chars.next();
-        }
-        match e {
-            'x' => out.push(v as u8),
-            '0'..='7' => {
-                if v > 255 {
-                    return Err(syntax());
-                }
-                out.push(v as u8)
+        let mut take = |n: usize, radix: u32| -> Option<u32> {
+            let mut v = 0u32;
+            for _ in 0..n {
+                v = v * radix + chars.next()?.to_digit(radix)?;
             }
-            _ => {
-                let ch = char::from_u32(v).ok_or_else(syntax)?;
+            Some(v)
+        };
+        match e {
+            'x' => out.push(take(2, 16)? as u8),
+            'u' | 'U' => {
+                let v = take(if e == 'u' { 4 } else { 8 }, 16)?;
+                let ch = char::from_u32(v)?;
                 let mut buf = [0u8; 4];
                 out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
             }
+            '0'..='7' => {
+                let v = (e as u32 - '0' as u32) * 64 + take(2, 8)?;
+                out.push(u8::try_from(v).ok()?);
+            }
+            _ => return None,
         }
     }
-    // `\x..` and octal escapes may produce bytes that are not UTF-8; Rust strings cannot hold
-    // them, so they are replaced (U+FFFD).
+    if rules == QuoteRules::Go && quote == b'\'' && count != 1 {
+        return None;
+    }
+    Some(out)
+}
+
+/// Unquotes a PromQL string literal (`"..."`, `'...'` or `` `...` ``) with Go escapes.
+/// `\x..` and octal escapes that produce bytes which are not UTF-8 are replaced (U+FFFD):
+/// Rust strings cannot hold them.
+pub fn unquote_string(s: &str) -> Result<String, String> {
+    let out = unquote_bytes(s, QuoteRules::PromQL).ok_or_else(|| "invalid syntax".to_string())?;
     Ok(match String::from_utf8(out) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),

@@ -203,100 +203,13 @@ pub fn go_parse_number(s: &str) -> Option<f64> {
         .or_else(|| go_parse_float(s))
 }
 
-/// Which escapes a quoted string accepts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum QuoteRules {
-    /// Prometheus `strutil.Unquote` (PromQL string literals): `"…"`, `'…'` of any length, `` `…` ``.
-    PromQL,
-    /// Go `strconv.Unquote`: like PromQL, but a `'…'` literal must hold exactly one character.
-    Go,
-}
+pub use crate::parser::QuoteRules;
 
-/// Unquotes a complete quoted literal (quotes included). Escapes: `\a \b \f \n \r \t \v \\`,
-/// the enclosing quote, `\xHH`, `\uHHHH`, `\UHHHHHHHH`, `\ooo`. Back-quoted strings are raw.
-/// A `\x`/octal escape that yields bytes which are not valid UTF-8 is rejected (Rust strings).
+/// Unquotes a complete quoted literal (quotes included) with the parser's unquoting; bytes
+/// that are not valid UTF-8 are an error here (test scripts must say what they mean).
 pub fn unquote(s: &str, rules: QuoteRules) -> Result<String, String> {
-    let err = || format!("invalid quoted string {s}");
-    let b = s.as_bytes();
-    if b.len() < 2 || b[0] != b[b.len() - 1] {
-        return Err(err());
-    }
-    let quote = b[0];
-    let inner = &s[1..s.len() - 1];
-    if quote == b'`' {
-        if inner.contains('`') || (rules == QuoteRules::Go && inner.contains('\r')) {
-            return Err(err());
-        }
-        return Ok(inner.to_string());
-    }
-    if quote != b'"' && quote != b'\'' {
-        return Err(err());
-    }
-    if inner.contains('\n') {
-        return Err(err());
-    }
-    let mut out: Vec<u8> = Vec::with_capacity(inner.len());
-    let mut chars = inner.char_indices().peekable();
-    let mut count = 0usize;
-    while let Some((_, c)) = chars.next() {
-        count += 1;
-        if c as u32 == u32::from(quote) {
-            return Err(err());
-        }
-        if c != '\\' {
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        let Some((_, e)) = chars.next() else {
-            return Err(err());
-        };
-        let simple = match e {
-            'a' => Some(7u8),
-            'b' => Some(8),
-            'f' => Some(12),
-            'n' => Some(b'\n'),
-            'r' => Some(b'\r'),
-            't' => Some(b'\t'),
-            'v' => Some(11),
-            '\\' => Some(b'\\'),
-            '\'' | '"' if e as u32 == u32::from(quote) => Some(e as u8),
-            _ => None,
-        };
-        if let Some(v) = simple {
-            out.push(v);
-            continue;
-        }
-        let mut take = |n: usize, radix: u32| -> Result<u32, String> {
-            let mut v = 0u32;
-            for _ in 0..n {
-                let (_, d) = chars.next().ok_or_else(err)?;
-                v = v * radix + d.to_digit(radix).ok_or_else(err)?;
-            }
-            Ok(v)
-        };
-        match e {
-            'x' => out.push(take(2, 16)? as u8),
-            'u' | 'U' => {
-                let v = take(if e == 'u' { 4 } else { 8 }, 16)?;
-                let ch = char::from_u32(v).ok_or_else(err)?;
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-            }
-            '0'..='7' => {
-                let rest = take(2, 8)?;
-                let v = (e as u32 - '0' as u32) * 64 + rest;
-                if v > 255 {
-                    return Err(err());
-                }
-                out.push(v as u8);
-            }
-            _ => return Err(err()),
-        }
-    }
-    if rules == QuoteRules::Go && quote == b'\'' && count != 1 {
-        return Err(err());
-    }
+    let out = crate::parser::unquote_bytes(s, rules)
+        .ok_or_else(|| format!("invalid quoted string {s}"))?;
     String::from_utf8(out).map_err(|_| format!("quoted string {s} is not valid UTF-8"))
 }
 
