@@ -18,26 +18,16 @@
 //! Prints one row per target and the Strata / Prometheus ratios. The generator shares the
 //! machine with the server; its own CPU time is reported too.
 
+mod procs;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use procs::{dir_size, http_status, proc_cpu_seconds, proc_status_kib, run_bounded, Killer, Res};
+
 const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-type Res<T> = Result<T, String>;
-
-/// Kills the child process on drop.
-struct Killer(Child);
-
-impl Drop for Killer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
@@ -234,90 +224,4 @@ fn parse_secs(d: &str) -> Option<f64> {
         (d, 1.0)
     };
     num.parse::<f64>().ok().map(|n| n * mult)
-}
-
-/// Runs a command with piped stdout, killing it after `limit`; returns its stdout.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Res<String> {
-    let mut child = cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let mut child = Killer(child);
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.0.try_wait().map_err(|e| e.to_string())? {
-            break s;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{cmd:?} still running after {limit:?}; killed"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = reader.join().map_err(|_| "reader thread panicked")?;
-    if !status.success() {
-        return Err(format!("{cmd:?} failed ({status}): {out}"));
-    }
-    Ok(out)
-}
-
-/// A `kB` field of `/proc/<pid>/status`.
-fn proc_status_kib(pid: u32, field: &str) -> Res<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
-    s.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no {field} in /proc/{pid}/status"))
-}
-
-/// User + system CPU seconds of a process (`/proc/<pid>/stat` fields 14 and 15).
-fn proc_cpu_seconds(pid: u32) -> Res<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    // The command name (field 2) may contain spaces; fields after it start past the last ')'.
-    let rest = s.rsplit_once(')').ok_or("malformed stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Res<f64> {
-        f.get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .ok_or_else(|| "malformed stat".to_string())
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    // `rest` starts at field 3 (state): utime is field 14, stime 15.
-    Ok((ticks(11)? + ticks(12)?) / hz)
-}
-
-fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-fn http_status(addr: &str, path: &str) -> Res<u16> {
-    let sa = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(2))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
-    String::from_utf8_lossy(&raw)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| "bad status line".to_string())
 }
