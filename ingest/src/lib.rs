@@ -4,6 +4,8 @@
 //! [`strata_tsdb::storage::Appender`].
 
 pub mod error;
+pub mod http;
+pub mod scrape;
 pub mod openmetrics;
 pub mod promtext;
 pub mod remote;
