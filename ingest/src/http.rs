@@ -68,7 +68,8 @@ fn setting_err(setting: &'static str, detail: impl ToString) -> Error {
 }
 
 fn read_pem(setting: &'static str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| setting_err(setting, format!("reading {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| setting_err(setting, format!("reading {}: {e}", path.display())))
 }
 
 impl HttpSettings {
@@ -129,9 +130,8 @@ pub fn build_client(settings: &HttpSettings, timeout: Option<Duration>) -> Resul
     }
     if let Some(ca) = &tls.ca_file {
         let pem = read_pem("tls_config.ca_file", ca)?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            setting_err("tls_config.ca_file", format!("{}: {e}", ca.display()))
-        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| setting_err("tls_config.ca_file", format!("{}: {e}", ca.display())))?;
         if certs.is_empty() {
             return Err(setting_err(
                 "tls_config.ca_file",

@@ -5,10 +5,10 @@
 
 pub mod error;
 pub mod http;
-pub mod scrape;
 pub mod openmetrics;
 pub mod promtext;
 pub mod remote;
+pub mod scrape;
 pub mod scrape_format;
 pub mod textparse;
 

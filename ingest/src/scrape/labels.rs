@@ -74,7 +74,7 @@ pub(crate) fn mutate_sample_labels(
             let mut name = c.name.to_string();
             loop {
                 name.insert_str(0, EXPORTED_PREFIX);
-                if find(&v, &name).map_or(true, |e| e.value.is_empty()) {
+                if !matches!(find(&v, &name), Some(e) if !e.value.is_empty()) {
                     set(&mut v, &name, &c.value);
                     break;
                 }
@@ -177,7 +177,10 @@ mod tests {
     fn sample(pairs: &[(&'static str, &'static str)]) -> Sample<'static> {
         Sample {
             name: "m".into(),
-            labels: pairs.iter().map(|(n, v)| ((*n).into(), (*v).into())).collect(),
+            labels: pairs
+                .iter()
+                .map(|(n, v)| ((*n).into(), (*v).into()))
+                .collect(),
             value: 1.0,
             timestamp_ms: None,
             exemplar: None,

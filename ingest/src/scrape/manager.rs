@@ -250,9 +250,8 @@ impl ScrapeManager {
         }
         v.active
             .sort_by(|a, b| (&a.0, &a.1.labels).cmp(&(&b.0, &b.1.labels)));
-        v.dropped.sort_by(|a, b| {
-            (&a.pool, &a.discovered_labels).cmp(&(&b.pool, &b.discovered_labels))
-        });
+        v.dropped
+            .sort_by(|a, b| (&a.pool, &a.discovered_labels).cmp(&(&b.pool, &b.discovered_labels)));
         *self.view.write() = v;
     }
 

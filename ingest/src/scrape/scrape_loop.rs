@@ -228,7 +228,11 @@ impl ScrapeLoop {
     /// Waits until about two intervals after the stop (a re-created target would have been
     /// scraped by then, making these markers out of order), then marks everything stale at
     /// the time the next scrape would have happened.
-    async fn end_of_run_staleness(&mut self, interval: Duration, shutdown: &mut watch::Receiver<bool>) {
+    async fn end_of_run_staleness(
+        &mut self,
+        interval: Duration,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
         let wait = async {
             tokio::time::sleep(interval).await;
             let stale_time = SystemTime::now();
