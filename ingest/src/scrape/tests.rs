@@ -808,3 +808,4 @@ async fn target_limit_fails_all_targets() {
     .await;
     m.stop().await;
 }
+
