@@ -808,4 +808,3 @@ async fn target_limit_fails_all_targets() {
     .await;
     m.stop().await;
 }
-
