@@ -29,6 +29,16 @@ pub enum Error {
     /// An error from the storage engine.
     #[error(transparent)]
     Storage(#[from] strata_tsdb::Error),
+    // --- http / scrape ---
+    /// An HTTP client setting that is invalid or that the client cannot honour.
+    #[error("HTTP client setting {setting}: {detail}")]
+    HttpSetting {
+        setting: &'static str,
+        detail: String,
+    },
+    /// A scrape that failed (HTTP error, timeout, body too large, limits exceeded).
+    #[error("{0}")]
+    Scrape(String),
 }
 
 impl Error {

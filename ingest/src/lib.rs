@@ -4,9 +4,11 @@
 //! [`strata_tsdb::storage::Appender`].
 
 pub mod error;
+pub mod http;
 pub mod openmetrics;
 pub mod promtext;
 pub mod remote;
+pub mod scrape;
 pub mod scrape_format;
 pub mod textparse;
 
