@@ -311,25 +311,24 @@ impl<'de> Deserialize<'de> for FileSdConfig {
             #[serde(default)]
             refresh_interval: Option<Duration>,
         }
-        let raw = Raw::deserialize(d)?;
-        if raw.files.is_empty() {
-            return Err(de::Error::custom(
-                "file service discovery config must contain at least one path name",
-            ));
-        }
-        for f in &raw.files {
-            if !valid_file_sd_name(f) {
-                return Err(de::Error::custom(format!(
-                    "path name {f:?} is not valid for file discovery"
-                )));
+        duration::deserialize_checked(d, |raw: Raw| {
+            if raw.files.is_empty() {
+                return Err(
+                    "file service discovery config must contain at least one path name".into(),
+                );
             }
-        }
-        Ok(FileSdConfig {
-            files: raw.files.into_iter().map(PathBuf::from).collect(),
-            refresh_interval: raw
-                .refresh_interval
-                .filter(|d| !d.is_zero())
-                .unwrap_or(Duration::from_secs(300)),
+            for f in &raw.files {
+                if !valid_file_sd_name(f) {
+                    return Err(format!("path name {f:?} is not valid for file discovery"));
+                }
+            }
+            Ok(FileSdConfig {
+                files: raw.files.into_iter().map(PathBuf::from).collect(),
+                refresh_interval: raw
+                    .refresh_interval
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(Duration::from_secs(300)),
+            })
         })
     }
 }

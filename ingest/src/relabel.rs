@@ -12,11 +12,11 @@ mod md5;
 
 use std::fmt;
 
-use serde::de::{self, Deserializer};
+use serde::de::Deserializer;
 use serde::{Deserialize, Serialize, Serializer};
 use strata_tsdb::labels::{Label, Labels};
 
-use crate::config::duration::scalar_string;
+use crate::config::duration::{deserialize_checked, scalar_string};
 use crate::config::ValidationScheme;
 use crate::error::{Error, Result};
 
@@ -274,28 +274,27 @@ impl<'de> Deserialize<'de> for RelabelConfig {
             #[serde(default, deserialize_with = "opt_scalar")]
             action: Option<String>,
         }
-        let raw = Raw::deserialize(d)?;
-        let mut c = RelabelConfig::default();
-        c.source_labels = raw.source_labels;
-        if let Some(s) = raw.separator {
-            c.separator = s;
-        }
-        if let Some(r) = raw.regex {
-            // An explicit null compiles the empty pattern, as Prometheus.
-            c.regex = RelabelRegex::new(r.as_deref().unwrap_or(""))
-                .map_err(|e| de::Error::custom(config_message(e)))?;
-        }
-        c.modulus = raw.modulus.unwrap_or(0);
-        c.target_label = raw.target_label.unwrap_or_default();
-        if let Some(r) = raw.replacement {
-            c.replacement = r;
-        }
-        if let Some(a) = raw.action {
-            c.action = Action::parse(&a).map_err(de::Error::custom)?;
-        }
-        c.validate(ValidationScheme::Utf8)
-            .map_err(de::Error::custom)?;
-        Ok(c)
+        deserialize_checked(d, |raw: Raw| {
+            let mut c = RelabelConfig::default();
+            c.source_labels = raw.source_labels;
+            if let Some(s) = raw.separator {
+                c.separator = s;
+            }
+            if let Some(r) = raw.regex {
+                // An explicit null compiles the empty pattern, as Prometheus.
+                c.regex = RelabelRegex::new(r.as_deref().unwrap_or("")).map_err(config_message)?;
+            }
+            c.modulus = raw.modulus.unwrap_or(0);
+            c.target_label = raw.target_label.unwrap_or_default();
+            if let Some(r) = raw.replacement {
+                c.replacement = r;
+            }
+            if let Some(a) = raw.action {
+                c.action = Action::parse(&a)?;
+            }
+            c.validate(ValidationScheme::Utf8)?;
+            Ok(c)
+        })
     }
 }
 
