@@ -203,6 +203,7 @@ pub struct RelabelConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_labels: Option<Vec<String>>,
     pub separator: String,
+    #[serde(skip_serializing_if = "RelabelRegex::is_default")]
     pub regex: RelabelRegex,
     #[serde(skip_serializing_if = "is_zero")]
     pub modulus: u64,
@@ -275,8 +276,10 @@ impl<'de> Deserialize<'de> for RelabelConfig {
             action: Option<String>,
         }
         deserialize_checked(d, |raw: Raw| {
-            let mut c = RelabelConfig::default();
-            c.source_labels = raw.source_labels;
+            let mut c = RelabelConfig {
+                source_labels: raw.source_labels,
+                ..Default::default()
+            };
             if let Some(s) = raw.separator {
                 c.separator = s;
             }

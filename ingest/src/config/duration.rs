@@ -137,7 +137,7 @@ impl fmt::Display for Duration {
         }
         for (unit, mult) in UNITS {
             let exact_only = unit == "y" || unit == "w";
-            if exact_only && ms % mult != 0 {
+            if exact_only && !ms.is_multiple_of(mult) {
                 continue;
             }
             let v = ms / mult;

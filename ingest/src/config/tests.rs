@@ -293,6 +293,17 @@ fn full_example_loads_with_prometheus_semantics() {
     assert!(!y.contains("mysecret"), "{y}");
     assert!(y.contains("<secret>"));
     assert!(y.contains("scrape_interval: 15s"));
+    let again = Config::from_yaml(&y).unwrap_or_else(|e| panic!("{e}\n{y}"));
+    assert_eq!(again.scrape_configs.len(), 4);
+    assert_eq!(
+        again.scrape_configs[1].scrape_timeout,
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        again.unsupported().len(),
+        c.unsupported().len() - 2,
+        "SD configs are not rendered"
+    );
 }
 
 #[test]
