@@ -39,6 +39,20 @@ pub enum Error {
     /// A scrape that failed (HTTP error, timeout, body too large, limits exceeded).
     #[error("{0}")]
     Scrape(String),
+    // --- config ---
+    /// An invalid or unreadable configuration: `prometheus.yml`, a `file_sd` target file, a
+    /// relabeling rule or a target's labels. `path` is the file when one is involved; `message`
+    /// names the offending field (e.g. `scrape_configs[1].scrape_interval: not a valid duration
+    /// string: "1x" at line 7 column 22`).
+    #[error("{}{message}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Config {
+        path: Option<std::path::PathBuf>,
+        message: String,
+    },
+    /// A discovered target whose labels Prometheus would reject after relabeling (no address,
+    /// a bad `__scrape_interval__`...). The message names the group and target.
+    #[error("invalid target: {0}")]
+    InvalidTarget(String),
 }
 
 impl Error {

@@ -3,13 +3,17 @@
 //! durable remote-write queue. Ingest reaches storage only through
 //! [`strata_tsdb::storage::Appender`].
 
+pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod openmetrics;
 pub mod promtext;
+pub mod relabel;
 pub mod remote;
 pub mod scrape;
 pub mod scrape_format;
+pub mod targets;
 pub mod textparse;
 
 pub use error::Error;
