@@ -1,6 +1,7 @@
 //! `strata serve`: opens the data directory (WAL replay, blocks), runs background compaction
 //! and retention, and serves HTTP: the Prometheus query API (`strata_querier::api`), health,
-//! readiness and self-metrics. The remote-write receiver is wired here as it lands.
+//! readiness and self-metrics, the remote-write receiver, and — with `--config.file` — the
+//! scrape service, reloaded on SIGHUP and `POST /-/reload`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use strata_promql::{Engine, EngineOptions};
+use strata_ingest::config::Config;
+use strata_ingest::scrape::{Appendable, ScrapeService};
 use strata_querier::api::{ApiConfig, ApiState};
 use strata_tsdb::db::{Db, DbOptions};
 use strata_tsdb::Labels;
@@ -32,9 +35,13 @@ pub struct ServeArgs {
     /// How far behind the newest sample out-of-order samples are accepted.
     #[arg(long = "storage.tsdb.out-of-order-time-window", default_value = "0s")]
     ooo_window: String,
-    /// Prometheus configuration file; `global.external_labels` is read from it.
+    /// Prometheus configuration file: `global.external_labels` and `scrape_configs` (Strata
+    /// scrapes the targets into its own storage). Reloaded on SIGHUP.
     #[arg(long = "config.file")]
     config_file: Option<PathBuf>,
+    /// Enable `POST /-/reload` (as Prometheus's flag of the same name).
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
     /// How far back a vector selector looks for the latest sample.
     #[arg(long = "query.lookback-delta", default_value = "5m")]
     lookback_delta: String,
@@ -49,32 +56,24 @@ pub struct ServeArgs {
     max_concurrency: usize,
 }
 
-/// The part of `prometheus.yml` the server reads.
-#[derive(serde::Deserialize, Default)]
-struct PromConfig {
-    #[serde(default)]
-    global: GlobalConfig,
+/// Loads `--config.file`, logging the parts Strata accepts but does not implement.
+pub fn load_config(path: &std::path::Path) -> Result<Config> {
+    let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("loading --config.file: {e}"))?;
+    for what in cfg.unsupported() {
+        tracing::warn!(config = %path.display(), field = %what, "accepted but not implemented");
+    }
+    Ok(cfg)
 }
 
-#[derive(serde::Deserialize, Default)]
-struct GlobalConfig {
-    #[serde(default)]
-    external_labels: std::collections::BTreeMap<String, String>,
-}
-
-/// Reads `--config.file`: its text (for `/api/v1/status/config`) and external labels.
-fn load_config(path: &std::path::Path) -> Result<(String, Labels)> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading --config.file {}", path.display()))?;
-    let cfg: PromConfig = if text.trim().is_empty() {
-        PromConfig::default()
-    } else {
-        yaml_serde::from_str(&text)
-            .with_context(|| format!("parsing --config.file {}", path.display()))?
-    };
-    let pairs: Vec<(String, String)> = cfg.global.external_labels.into_iter().collect();
-    Labels::validate(&pairs).with_context(|| format!("external_labels in {}", path.display()))?;
-    Ok((text, Labels::from_pairs(&pairs)))
+/// `global.external_labels` as labels.
+pub fn external_labels(cfg: &Config) -> Labels {
+    let pairs: Vec<(String, String)> = cfg
+        .global
+        .external_labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Labels::from_pairs(&pairs)
 }
 
 /// Parses a byte size such as `512MB`, `10GB`, `1TiB` or a plain number of bytes.
@@ -111,8 +110,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .context("--storage.tsdb.out-of-order-time-window")?,
         ..Default::default()
     };
-    let (config_yaml, external_labels) = match &args.config_file {
-        Some(p) => load_config(p)?,
+    let config = match &args.config_file {
+        Some(p) => Some(load_config(p)?),
+        None => None,
+    };
+    let (config_yaml, external_labels) = match &config {
+        Some(c) => (c.to_yaml(), external_labels(c)),
         None => (String::new(), Labels::empty()),
     };
     let engine = Engine::new(EngineOptions {
@@ -153,12 +156,49 @@ pub fn run(args: ServeArgs) -> Result<()> {
             config_yaml,
             max_concurrency: args.max_concurrency,
             storage_retention: args.retention_time.clone(),
+            enable_lifecycle: args.enable_lifecycle,
             ..Default::default()
         },
     ));
+    let scrape = ScrapeService::new(db.clone() as Arc<dyn Appendable>);
+    state.set_targets_source(scrape.clone());
+    if let (Some(cfg), Some(path)) = (&config, &args.config_file) {
+        rt.block_on(scrape.apply_config(cfg))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let handle = rt.handle().clone();
+        let (scrape2, path2) = (scrape.clone(), path.clone());
+        state.set_reloader(Arc::new(move || {
+            let cfg = load_config(&path2).map_err(|e| format!("{e:#}"))?;
+            handle
+                .block_on(scrape2.apply_config(&cfg))
+                .map_err(|e| e.to_string())?;
+            tracing::info!(config = %path2.display(), "configuration reloaded");
+            Ok(cfg.to_yaml())
+        }));
+        rt.spawn(reload_on_sighup(state.clone()));
+    }
     let res = rt.block_on(serve_http(addr, state));
+    rt.block_on(scrape.stop());
     db.close().context("closing storage")?;
     res
+}
+
+/// Reloads the configuration on every SIGHUP; a failed reload is logged and the running
+/// configuration stays.
+pub async fn reload_on_sighup(state: Arc<ApiState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let st = state.clone();
+        match tokio::task::spawn_blocking(move || st.reload()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "reloading the configuration failed; keeping the old one"),
+            Err(e) => tracing::error!(error = %e, "reload task failed"),
+        }
+    }
 }
 
 /// The flags as `/api/v1/status/flags` reports them.
@@ -183,6 +223,7 @@ fn flags_map(a: &ServeArgs) -> std::collections::BTreeMap<String, String> {
         ("query.timeout", a.query_timeout.clone()),
         ("query.max-samples", a.max_samples.to_string()),
         ("query.max-concurrency", a.max_concurrency.to_string()),
+        ("web.enable-lifecycle", a.enable_lifecycle.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

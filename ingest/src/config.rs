@@ -181,16 +181,17 @@ pub enum ScrapeProtocol {
 }
 
 impl ScrapeProtocol {
-    /// The media type and parameters this protocol stands for in an `Accept` header.
-    pub fn header_value(self) -> &'static str {
+    /// The protocol the scraper offers for this setting; `None` for `PrometheusProto`, which
+    /// Strata does not scrape (it is left out of the `Accept` header). Accept headers and
+    /// parser choice live in [`crate::scrape_format`].
+    pub fn text_protocol(self) -> Option<crate::scrape_format::ScrapeProtocol> {
+        use crate::scrape_format::ScrapeProtocol as P;
         match self {
-            ScrapeProtocol::PrometheusProto => {
-                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
-            }
-            ScrapeProtocol::PrometheusText0_0_4 => "text/plain;version=0.0.4",
-            ScrapeProtocol::PrometheusText1_0_0 => "text/plain;version=1.0.0",
-            ScrapeProtocol::OpenMetricsText0_0_1 => "application/openmetrics-text;version=0.0.1",
-            ScrapeProtocol::OpenMetricsText1_0_0 => "application/openmetrics-text;version=1.0.0",
+            ScrapeProtocol::PrometheusProto => None,
+            ScrapeProtocol::PrometheusText0_0_4 => Some(P::PrometheusText0_0_4),
+            ScrapeProtocol::PrometheusText1_0_0 => Some(P::PrometheusText1_0_0),
+            ScrapeProtocol::OpenMetricsText0_0_1 => Some(P::OpenMetricsText0_0_1),
+            ScrapeProtocol::OpenMetricsText1_0_0 => Some(P::OpenMetricsText1_0_0),
         }
     }
 

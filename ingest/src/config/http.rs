@@ -474,3 +474,76 @@ pub(crate) fn join_dir(dir: &Path, p: &mut Option<PathBuf>) {
         }
     }
 }
+
+impl HttpClientConfig {
+    /// The client settings the scraper and the remote-write queue use: credentials read from
+    /// their files now (so a reload picks up rotated files), the `Authorization` header built,
+    /// TLS file paths passed on. Inline PEM (`ca`, `cert`, `key`) and secret references are
+    /// not supported and are an error naming the field; `field` prefixes it (e.g.
+    /// `scrape_configs[0]`).
+    pub fn to_settings(&self, field: &str) -> Result<crate::http::HttpSettings, String> {
+        let read = |what: &str, p: &Path| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| format!("{field}.{what}: reading {}: {e}", p.display()))
+        };
+        let basic_auth = match &self.basic_auth {
+            None => None,
+            Some(b) => {
+                let user = match &b.username_file {
+                    Some(p) => read("basic_auth.username_file", p)?,
+                    None => b.username.clone(),
+                };
+                let pass = match &b.password_file {
+                    Some(p) => read("basic_auth.password_file", p)?,
+                    None => b.password.expose().to_string(),
+                };
+                Some((user, pass))
+            }
+        };
+        let authorization = match &self.authorization {
+            None => None,
+            Some(a) => {
+                let cred = match &a.credentials_file {
+                    Some(p) => read("authorization.credentials_file", p)?,
+                    None => a.credentials.expose().to_string(),
+                };
+                let typ = if a.auth_type.is_empty() {
+                    "Bearer"
+                } else {
+                    a.auth_type.as_str()
+                };
+                Some(format!("{typ} {cred}"))
+            }
+        };
+        let t = &self.tls_config;
+        for (name, set) in [
+            ("ca", !t.ca.is_empty()),
+            ("cert", !t.cert.is_empty()),
+            ("key", !t.key.is_empty()),
+            ("ca_ref", t.ca_ref.is_some()),
+            ("cert_ref", t.cert_ref.is_some()),
+            ("key_ref", t.key_ref.is_some()),
+        ] {
+            if set {
+                return Err(format!(
+                    "{field}.tls_config.{name}: not supported by Strata; use the *_file form"
+                ));
+            }
+        }
+        Ok(crate::http::HttpSettings {
+            basic_auth,
+            authorization,
+            tls: crate::http::TlsSettings {
+                ca_file: t.ca_file.clone(),
+                cert_file: t.cert_file.clone(),
+                key_file: t.key_file.clone(),
+                server_name: (!t.server_name.is_empty()).then(|| t.server_name.clone()),
+                insecure_skip_verify: t.insecure_skip_verify,
+            },
+            proxy_url: self.proxy_url.clone(),
+            follow_redirects: self.follow_redirects,
+            headers: Vec::new(),
+        })
+    }
+}

@@ -14,6 +14,7 @@ mod labels;
 mod manager;
 mod scrape_loop;
 mod scraper;
+mod service;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +30,7 @@ use crate::http::HttpSettings;
 pub use crate::scrape_format::{EscapingScheme, ScrapeProtocol, DEFAULT_SCRAPE_PROTOCOLS};
 pub use manager::{ActiveTarget, DroppedTarget, ScrapeManager, ScrapePool, TargetsSnapshot};
 pub use scrape_loop::{scrape_offset, target_hash};
+pub use service::ScrapeService;
 
 /// Metric relabeling: `None` (or an empty label set) drops the series.
 pub type MetricRelabelFn = Arc<dyn Fn(&Labels) -> Option<Labels> + Send + Sync>;
