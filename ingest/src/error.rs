@@ -29,6 +29,10 @@ pub enum Error {
     /// An error from the storage engine.
     #[error(transparent)]
     Storage(#[from] strata_tsdb::Error),
+    // --- agent ---
+    /// Agent mode (storage, remote-write queues) could not do what was asked.
+    #[error("agent: {0}")]
+    Agent(String),
 }
 
 impl Error {

@@ -9,5 +9,6 @@ pub mod promtext;
 pub mod remote;
 pub mod scrape_format;
 pub mod textparse;
+pub mod agent;
 
 pub use error::Error;
