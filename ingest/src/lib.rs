@@ -3,12 +3,12 @@
 //! durable remote-write queue. Ingest reaches storage only through
 //! [`strata_tsdb::storage::Appender`].
 
+pub mod agent;
 pub mod error;
 pub mod openmetrics;
 pub mod promtext;
 pub mod remote;
 pub mod scrape_format;
 pub mod textparse;
-pub mod agent;
 
 pub use error::Error;

@@ -57,7 +57,12 @@ struct Inner {
 
 impl Inner {
     fn save_positions(&self) {
-        let shared: Vec<_> = self.queues.lock().iter().map(|q| q.shared.clone()).collect();
+        let shared: Vec<_> = self
+            .queues
+            .lock()
+            .iter()
+            .map(|q| q.shared.clone())
+            .collect();
         for s in shared {
             if let Err(e) = s.save_position() {
                 tracing::warn!(queue = %s.name, error = %e, "saving remote-write position");
@@ -148,7 +153,12 @@ impl Agent {
 
     /// A status snapshot of every queue, in configuration order.
     pub fn queues_status(&self) -> Vec<QueueStatus> {
-        self.inner.queues.lock().iter().map(|q| q.status()).collect()
+        self.inner
+            .queues
+            .lock()
+            .iter()
+            .map(|q| q.status())
+            .collect()
     }
 
     /// Saves the queue positions and truncates the WAL now (as the periodic truncation does).

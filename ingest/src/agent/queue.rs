@@ -322,7 +322,11 @@ pub(crate) struct Queue {
 
 impl Queue {
     /// Starts a queue: loads (or creates) its position file and starts its watcher.
-    pub fn start(storage: Arc<AgentStorage>, mut settings: QueueSettings, rt: Handle) -> Result<Queue> {
+    pub fn start(
+        storage: Arc<AgentStorage>,
+        mut settings: QueueSettings,
+        rt: Handle,
+    ) -> Result<Queue> {
         settings.min_shards = settings.min_shards.max(1);
         settings.max_shards = settings.max_shards.max(settings.min_shards);
         settings.capacity = settings.capacity.max(1);
@@ -501,7 +505,8 @@ impl Watcher {
                     continue;
                 }
                 Err(e) => {
-                    self.shared.set_error(format!("opening WAL segment {seg}: {e}"));
+                    self.shared
+                        .set_error(format!("opening WAL segment {seg}: {e}"));
                     std::thread::sleep(WATCH_POLL);
                     continue;
                 }

@@ -298,20 +298,34 @@ mod tests {
     fn bodies_decode_with_the_receiver() {
         let ls = |v: &str| Labels::from_pairs(&[("__name__", "m"), ("i", v)]);
         let batch = vec![
-            QueuedSample { r: 1, labels: ls("a"), t: 1, v: 1.0, seq: 0 },
-            QueuedSample { r: 2, labels: ls("b"), t: 1, v: 2.0, seq: 0 },
-            QueuedSample { r: 1, labels: ls("a"), t: 2, v: 3.0, seq: 1 },
+            QueuedSample {
+                r: 1,
+                labels: ls("a"),
+                t: 1,
+                v: 1.0,
+                seq: 0,
+            },
+            QueuedSample {
+                r: 2,
+                labels: ls("b"),
+                t: 1,
+                v: 2.0,
+                seq: 0,
+            },
+            QueuedSample {
+                r: 1,
+                labels: ls("a"),
+                t: 2,
+                v: 3.0,
+                seq: 1,
+            },
         ];
         for p in [Protocol::V1, Protocol::V2] {
             let body = compress(&encode(p, &batch));
             let h = protocol_headers(p);
-            let wb = crate::remote::decode_write(
-                Some(h[1].1),
-                Some(h[0].1),
-                &body,
-                &Default::default(),
-            )
-            .unwrap();
+            let wb =
+                crate::remote::decode_write(Some(h[1].1), Some(h[0].1), &body, &Default::default())
+                    .unwrap();
             assert_eq!(wb.protocol, p);
             assert_eq!(wb.series.len(), 2);
             assert_eq!(wb.series[0].labels, ls("a"));

@@ -172,6 +172,8 @@ pub struct AgentStorage {
     out_of_order: AtomicU64,
     commits: AtomicU64,
     truncations: AtomicU64,
+    /// Serialises truncations (checkpoints must not run concurrently).
+    truncate_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for AgentStorage {
@@ -295,6 +297,7 @@ impl AgentStorage {
             out_of_order: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             truncations: AtomicU64::new(0),
+            truncate_lock: Mutex::new(()),
         }))
     }
 
@@ -389,7 +392,11 @@ impl AgentStorage {
         if labels.is_empty() {
             return Err(TsdbError::InvalidLabels("empty label set".into()).into());
         }
-        if let Some(w) = labels.as_slice().windows(2).find(|w| w[0].name == w[1].name) {
+        if let Some(w) = labels
+            .as_slice()
+            .windows(2)
+            .find(|w| w[0].name == w[1].name)
+        {
             return Err(
                 TsdbError::InvalidLabels(format!("duplicate label name {:?}", w[0].name)).into(),
             );
@@ -474,8 +481,7 @@ impl AgentStorage {
         for (s, _, _) in pending.iter() {
             s.last_seg.store(seg, Ordering::Relaxed);
         }
-        if self.opts.sync_interval.is_zero() || st.last_sync.elapsed() >= self.opts.sync_interval
-        {
+        if self.opts.sync_interval.is_zero() || st.last_sync.elapsed() >= self.opts.sync_interval {
             st.wal.sync()?;
             st.last_sync = Instant::now();
             st.dirty = false;
@@ -506,6 +512,7 @@ impl AgentStorage {
     /// `now_ms` is the current time in milliseconds. Starts a new segment first when the
     /// active one holds data, so that it can be removed next time.
     pub fn truncate(&self, delivered: Option<WalPosition>, now_ms: i64) -> Result<TruncateStats> {
+        let _one_at_a_time = self.truncate_lock.lock();
         let min_keep = now_ms.saturating_sub(self.opts.min_wal_age.as_millis() as i64);
         let max_keep = if self.opts.max_wal_age.is_zero() {
             i64::MIN
@@ -638,5 +645,159 @@ impl Appender for AgentAppender<'_> {
     fn rollback(&mut self) -> strata_tsdb::Result<()> {
         self.pending.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ls(i: u32) -> Labels {
+        Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())])
+    }
+
+    fn opts() -> AgentOptions {
+        AgentOptions {
+            segment_size: 32 * 1024,
+            max_wal_age: Duration::ZERO,
+            min_wal_age: Duration::ZERO,
+            sync_interval: Duration::ZERO,
+            ..AgentOptions::default()
+        }
+    }
+
+    #[test]
+    fn out_of_order_is_rejected_and_counted_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = AgentStorage::open(dir.path(), opts()).unwrap();
+        let mut app = st.appender();
+        let r = app.append(&ls(1), 100, 1.0).unwrap();
+        assert_eq!(app.append_ref(r, 100, 1.5).unwrap(), r); // equal timestamp: accepted
+        app.append(&ls(2), 50, 1.0).unwrap();
+        app.commit().unwrap();
+        assert!(matches!(
+            app.append(&ls(1), 99, 2.0),
+            Err(TsdbError::OutOfOrderSample)
+        ));
+        // Out of order within one batch: dropped at commit.
+        app.append(&ls(2), 60, 1.0).unwrap();
+        app.append(&ls(2), 55, 1.0).unwrap();
+        app.commit().unwrap();
+        assert!(matches!(
+            app.append_ref(12345, 1, 1.0),
+            Err(TsdbError::UnknownSeriesRef(12345))
+        ));
+        let s = st.stats();
+        assert_eq!(s.out_of_order, 2);
+        assert_eq!(s.samples_appended, 4);
+        assert_eq!(s.series, 2);
+        assert!(s.fsyncs >= 2, "sync_interval 0 fsyncs every commit");
+        st.close().unwrap();
+        assert!(app.commit().is_ok(), "nothing pending");
+        app.append(&ls(1), 200, 1.0).unwrap();
+        assert!(matches!(app.commit(), Err(TsdbError::Closed)));
+        drop(app);
+        drop(st);
+
+        let st = AgentStorage::open(dir.path(), opts()).unwrap();
+        assert_eq!(st.stats().series, 2);
+        assert_eq!(st.series_labels(r), Some(ls(1)));
+        let mut app = st.appender();
+        assert!(matches!(
+            app.append(&ls(1), 99, 2.0),
+            Err(TsdbError::OutOfOrderSample)
+        ));
+        assert_eq!(
+            app.append(&ls(1), 101, 2.0).unwrap(),
+            r,
+            "same ref after replay"
+        );
+        let r3 = app.append(&ls(3), 1, 1.0).unwrap();
+        assert!(r3 > r);
+        app.commit().unwrap();
+    }
+
+    #[test]
+    fn wal_is_prometheus_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = AgentStorage::open(dir.path(), opts()).unwrap();
+        let mut app = st.appender();
+        app.append(&ls(1), 10, 1.0).unwrap();
+        app.append(&ls(2), 10, 2.0).unwrap();
+        app.commit().unwrap();
+        app.append(&ls(1), 20, 3.0).unwrap();
+        app.commit().unwrap();
+        st.close().unwrap();
+        let mut series = Vec::new();
+        let mut samples = Vec::new();
+        for rec in WalReader::open(st.wal_dir()).unwrap() {
+            let rec = rec.unwrap();
+            match record_type(&rec) {
+                RecordType::Series => decode_series(&rec, &mut series, &mut |s| s.into()).unwrap(),
+                RecordType::Samples => decode_samples(&rec, &mut samples).unwrap(),
+                t => panic!("unexpected record {t:?}"),
+            }
+        }
+        assert_eq!(series.len(), 2, "one series record entry per new series");
+        assert_eq!(series[0].labels, ls(1));
+        let got: Vec<(u64, i64, f64)> = samples.iter().map(|s| (s.r, s.t, s.v)).collect();
+        let (r1, r2) = (series[0].r, series[1].r);
+        assert_eq!(got, vec![(r1, 10, 1.0), (r2, 10, 2.0), (r1, 20, 3.0)]);
+    }
+
+    #[test]
+    fn truncation_by_delivery_and_by_max_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts();
+        o.max_wal_age = Duration::from_secs(3600);
+        o.wal_compression = false;
+        let st = AgentStorage::open(dir.path(), o).unwrap();
+        let now = 10_000_000_000i64;
+        let old = now - 2 * 3600 * 1000;
+        // Old data in a few segments, then fresh data.
+        let mut app = st.appender();
+        for t in 0..10_000 {
+            app.append(&ls(t as u32 % 3), old + t, 1.0).unwrap();
+            if t % 500 == 499 {
+                app.commit().unwrap();
+            }
+        }
+        app.commit().unwrap();
+        let fresh_from = st.committed();
+        for t in 0..10_000 {
+            app.append(&ls(9), now - 20_000 + t, 1.0).unwrap();
+            if t % 500 == 499 {
+                app.commit().unwrap();
+            }
+        }
+        app.commit().unwrap();
+        assert!(fresh_from.segment >= 1 && st.committed().segment > fresh_from.segment);
+
+        // Nothing delivered, nothing older than max age: nothing removed.
+        let mut o2 = st.options().clone();
+        o2.max_wal_age = Duration::ZERO;
+        drop(app);
+        let s = st
+            .truncate(Some(WalPosition::default()), now - 3 * 3600 * 1000)
+            .unwrap();
+        assert_eq!(s.removed_before, None);
+
+        // Undelivered but older than max age: removed, fresh segments kept.
+        let s = st.truncate(Some(WalPosition::default()), now).unwrap();
+        let before = s.removed_before.expect("old segments removed");
+        assert!(before <= fresh_from.segment + 1, "{s:?} {fresh_from:?}");
+        let (first, _) = wal::segments(st.wal_dir()).unwrap().unwrap();
+        assert_eq!(first, before);
+        // Series 0..2 were only in removed segments, unless the segment holding both old and
+        // fresh data was kept.
+        assert!(st.series_labels(0).is_none() || before == fresh_from.segment);
+        drop(st);
+        let st = AgentStorage::open(dir.path(), o2).unwrap();
+        assert!(st.stats().series >= 1);
+        let mut app = st.appender();
+        assert!(matches!(
+            app.append(&ls(9), now - 20_000, 1.0),
+            Err(TsdbError::OutOfOrderSample)
+        ));
     }
 }

@@ -287,6 +287,9 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let mut tail = SegmentTail::open(dir.path(), 0, 0).unwrap();
         let err = tail.next(u64::MAX).unwrap_err();
-        assert!(err.contains("00000000") && err.contains("offset 0"), "{err}");
+        assert!(
+            err.contains("00000000") && err.contains("offset 0"),
+            "{err}"
+        );
     }
 }

@@ -47,7 +47,9 @@ async fn handle(State(st): State<Arc<RecvState>>, headers: HeaderMap, body: Byte
     let (status, _) = (st.respond.lock())(n);
     let batch = crate::remote::decode_write(
         headers.get("content-type").and_then(|v| v.to_str().ok()),
-        headers.get("content-encoding").and_then(|v| v.to_str().ok()),
+        headers
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok()),
         &body,
         &Default::default(),
     )
@@ -143,10 +145,7 @@ fn opts() -> AgentOptions {
 }
 
 fn series(i: usize) -> Labels {
-    Labels::from_pairs(&[
-        ("__name__", "test_metric"),
-        ("instance", &format!("i{i}")),
-    ])
+    Labels::from_pairs(&[("__name__", "test_metric"), ("instance", &format!("i{i}"))])
 }
 
 /// Appends `per` samples to each of `n` series at timestamps `from..from+per`, committing
@@ -256,7 +255,10 @@ async fn retries_5xx_with_backoff_then_delivers() {
     s.max_samples_per_send = 1000;
     let agent = Agent::start(dir.path(), opts(), vec![s]).unwrap();
     append(&agent.storage(), 2, 0, 20);
-    wait_until("delivery", Duration::from_secs(5), || r.samples().len() >= 40).await;
+    wait_until("delivery", Duration::from_secs(5), || {
+        r.samples().len() >= 40
+    })
+    .await;
     assert_exactly_once_in_order(&r.samples(), 2, 0, 20);
     // Backoff doubles from 10 ms: gaps of at least 10, 20, 40 ms.
     let times = r.state.times.lock().clone();
@@ -288,7 +290,10 @@ async fn honours_retry_after_on_429() {
     s.max_samples_per_send = 1000;
     let agent = Agent::start(dir.path(), opts(), vec![s]).unwrap();
     append(&agent.storage(), 1, 0, 5);
-    wait_until("delivery", Duration::from_secs(5), || r.samples().len() >= 5).await;
+    wait_until("delivery", Duration::from_secs(5), || {
+        r.samples().len() >= 5
+    })
+    .await;
     let times = r.state.times.lock().clone();
     assert!(
         times[1] - times[0] >= Duration::from_millis(950),
@@ -382,7 +387,10 @@ async fn crash_without_shutdown_loses_nothing() {
     .await;
     let agent = Agent::start(dir.path(), opts(), vec![settings("r", &r.url())]).unwrap();
     append(&agent.storage(), 3, 0, 50);
-    wait_until("first part", Duration::from_secs(5), || r.samples().len() >= 150).await;
+    wait_until("first part", Duration::from_secs(5), || {
+        r.samples().len() >= 150
+    })
+    .await;
     up.store(0, Ordering::SeqCst);
     append(&agent.storage(), 3, 50, 50);
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -465,7 +473,9 @@ async fn truncation_removes_only_delivered_segments_and_replays() {
     let wal_dir = storage.wal_dir().to_path_buf();
     let (first, _) = strata_tsdb::wal::segments(&wal_dir).unwrap().unwrap();
     assert_eq!(first, end.segment);
-    let (_, cp) = strata_tsdb::wal::last_checkpoint(&wal_dir).unwrap().unwrap();
+    let (_, cp) = strata_tsdb::wal::last_checkpoint(&wal_dir)
+        .unwrap()
+        .unwrap();
     assert_eq!(cp, end.segment - 1);
 
     // The remote is down: what follows must survive truncation.
@@ -493,6 +503,60 @@ async fn truncation_removes_only_delivered_segments_and_replays() {
     .await;
     let got = r.samples();
     assert_all_present(&got, 50, 0, 1105);
-    assert!(got.len() < 50 * 1105 + 50 * 300, "too many duplicates: {}", got.len());
+    assert!(
+        got.len() < 50 * 1105 + 50 * 300,
+        "too many duplicates: {}",
+        got.len()
+    );
+    agent.shutdown(Duration::from_secs(2)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_queues_keeps_unchanged_adds_and_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ra = receiver(ok()).await;
+    let rb = receiver(ok()).await;
+    let sa = settings("a", &ra.url());
+    let agent = Agent::start(dir.path(), opts(), vec![sa.clone()]).unwrap();
+    append(&agent.storage(), 2, 0, 10);
+    wait_until("a", Duration::from_secs(5), || ra.samples().len() >= 20).await;
+
+    // `a` unchanged keeps running (its counters survive); `b` starts at the end of the WAL.
+    agent
+        .apply_queues(vec![sa.clone(), settings("b", &rb.url())])
+        .await
+        .unwrap();
+    let st = agent.queues_status();
+    assert_eq!(st.len(), 2);
+    assert_eq!(st[0].samples_sent, 20);
+    append(&agent.storage(), 2, 10, 10);
+    wait_until("both", Duration::from_secs(5), || {
+        ra.samples().len() >= 40 && rb.samples().len() >= 20
+    })
+    .await;
+    assert_exactly_once_in_order(&ra.samples(), 2, 0, 20);
+    assert_exactly_once_in_order(&rb.samples(), 2, 10, 20);
+
+    // Removing `a` deletes its position file; changing `b` restarts it from its position.
+    let pos_a = dir
+        .path()
+        .join(position::position_file_name("a", &ra.url()));
+    assert!(pos_a.exists());
+    let mut sb = settings("b", &rb.url());
+    sb.max_samples_per_send = 7;
+    agent.apply_queues(vec![sb]).await.unwrap();
+    assert!(!pos_a.exists());
+    append(&agent.storage(), 2, 20, 10);
+    wait_until("b again", Duration::from_secs(5), || {
+        rb.samples().len() >= 40
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_exactly_once_in_order(&rb.samples(), 2, 10, 30);
+    assert_eq!(ra.samples().len(), 40);
+    assert!(agent
+        .apply_queues(vec![settings("x", "http://h/"), settings("x", "http://h/")])
+        .await
+        .is_err());
     agent.shutdown(Duration::from_secs(2)).await.unwrap();
 }
