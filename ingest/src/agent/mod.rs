@@ -118,7 +118,8 @@ fn check_unique(settings: &[QueueSettings]) -> Result<()> {
 
 impl Agent {
     /// Opens the storage in `dir` and starts one queue per entry of `queues`. Must be called
-    /// within a tokio runtime (the shards run on it).
+    /// within a tokio runtime (the shards run on it; a multi-threaded runtime is expected, as
+    /// the watcher threads wait for shard tasks with `Handle::block_on`).
     pub fn start(dir: &Path, opts: AgentOptions, queues: Vec<QueueSettings>) -> Result<Agent> {
         let rt = Handle::try_current()
             .map_err(|_| Error::Agent("Agent::start needs a tokio runtime".into()))?;
@@ -255,9 +256,10 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        // Without `shutdown` (e.g. a crash in a test): stop the housekeeping thread; the
-        // queues stop hard when dropped and save nothing more.
+        // Without `shutdown` (e.g. a crash in a test): stop the housekeeping thread and stop
+        // the queues hard; nothing more is saved.
         self.inner.stop.store(true, Ordering::SeqCst);
+        drop(std::mem::take(&mut *self.inner.queues.lock()));
     }
 }
 
