@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use strata_promql::{Engine, EngineOptions};
 use strata_ingest::config::Config;
 use strata_ingest::scrape::{Appendable, ScrapeService};
+use strata_promql::{Engine, EngineOptions};
 use strata_querier::api::{ApiConfig, ApiState};
 use strata_tsdb::db::{Db, DbOptions};
 use strata_tsdb::Labels;
@@ -195,7 +195,9 @@ pub async fn reload_on_sighup(state: Arc<ApiState>) {
         let st = state.clone();
         match tokio::task::spawn_blocking(move || st.reload()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "reloading the configuration failed; keeping the old one"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reloading the configuration failed; keeping the old one")
+            }
             Err(e) => tracing::error!(error = %e, "reload task failed"),
         }
     }

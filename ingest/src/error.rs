@@ -53,6 +53,10 @@ pub enum Error {
     /// a bad `__scrape_interval__`...). The message names the group and target.
     #[error("invalid target: {0}")]
     InvalidTarget(String),
+    // --- agent ---
+    /// Agent mode (storage, remote-write queues) could not do what was asked.
+    #[error("agent: {0}")]
+    Agent(String),
 }
 
 impl Error {

@@ -3,6 +3,7 @@
 //! durable remote-write queue. Ingest reaches storage only through
 //! [`strata_tsdb::storage::Appender`].
 
+pub mod agent;
 pub mod config;
 pub mod discovery;
 pub mod error;

@@ -78,7 +78,12 @@ impl ScrapeService {
             let cur = self.current.lock();
             let old: HashMap<&str, &Job> = cur
                 .as_ref()
-                .map(|g| g.jobs.iter().map(|j| (j.cfg.job_name.as_str(), j)).collect())
+                .map(|g| {
+                    g.jobs
+                        .iter()
+                        .map(|j| (j.cfg.job_name.as_str(), j))
+                        .collect()
+                })
                 .unwrap_or_default();
             for (i, sc) in cfg.scrape_configs.iter().enumerate() {
                 let field = format!("scrape_configs[{i}] (job {:?})", sc.job_name);
