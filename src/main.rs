@@ -1,6 +1,7 @@
 //! The `strata` binary: command-line parsing and the wiring of roles (server, offline TSDB
 //! tools). No storage or query logic lives here; it calls into the workspace crates.
 
+mod agent;
 mod gofmt;
 mod promql_cmd;
 mod rwbench;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run the server: storage with WAL, background compaction and retention, HTTP endpoints.
     Serve(serve::ServeArgs),
+    /// Agent mode: scrape into a local WAL and forward over remote write (no queries).
+    Agent(agent::AgentArgs),
     /// PromQL tools: run `.test` scripts, evaluate a query against a data directory.
     Promql {
         #[command(subcommand)]
@@ -167,6 +170,7 @@ fn main() {
     init_tracing(&cli.log_level);
     let res = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Agent(args) => agent::run(args),
         Command::Promql { command } => match command {
             PromqlCommand::Test { files, show } => match promql_cmd::test(&files, show) {
                 Ok(true) => Ok(()),

@@ -175,7 +175,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
             tracing::info!(config = %path2.display(), "configuration reloaded");
             Ok(cfg.to_yaml())
         }));
-        rt.spawn(reload_on_sighup(state.clone()));
+        let st = state.clone();
+        rt.spawn(reload_on_signal(move || {
+            let st = st.clone();
+            async move {
+                tokio::task::spawn_blocking(move || st.reload())
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        }));
     }
     let res = rt.block_on(serve_http(addr, state));
     rt.block_on(scrape.stop());
@@ -183,22 +191,21 @@ pub fn run(args: ServeArgs) -> Result<()> {
     res
 }
 
-/// Reloads the configuration on every SIGHUP; a failed reload is logged and the running
-/// configuration stays.
-pub async fn reload_on_sighup(state: Arc<ApiState>) {
+/// Runs `reload` on every SIGHUP; a failed reload is logged and the running configuration
+/// stays.
+pub async fn reload_on_signal<F, Fut>(reload: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
         return;
     };
     while hup.recv().await.is_some() {
-        let st = state.clone();
-        match tokio::task::spawn_blocking(move || st.reload()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "reloading the configuration failed; keeping the old one")
-            }
-            Err(e) => tracing::error!(error = %e, "reload task failed"),
+        if let Err(e) = reload().await {
+            tracing::error!(error = %e, "reloading the configuration failed; keeping the old one");
         }
     }
 }
@@ -248,7 +255,7 @@ async fn serve_http(addr: SocketAddr, state: Arc<ApiState>) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

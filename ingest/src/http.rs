@@ -98,6 +98,18 @@ impl HttpSettings {
     }
 
     /// Adds the authentication and the extra headers to a request.
+    /// The `Authorization` header value these settings send, if any (basic auth encoded as
+    /// `Basic <base64(user:password)>`), for senders that take plain headers.
+    pub fn authorization_header(&self) -> Option<String> {
+        if let Some((user, pass)) = &self.basic_auth {
+            return Some(format!(
+                "Basic {}",
+                base64(format!("{user}:{pass}").as_bytes())
+            ));
+        }
+        self.authorization.clone()
+    }
+
     pub fn apply(&self, mut rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         if let Some((user, pass)) = &self.basic_auth {
             rb = rb.basic_auth(user, Some(pass));
@@ -110,6 +122,25 @@ impl HttpSettings {
         }
         rb
     }
+}
+
+/// Standard base64 with padding (RFC 4648), for the basic-auth header.
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= c.len() {
+                out.push(A[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A client for `settings`. `timeout` bounds each whole request (connect to end of body).
@@ -191,6 +222,23 @@ pub fn build_client(settings: &HttpSettings, timeout: Option<Duration>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_auth_header_is_rfc4648_base64() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        let s = HttpSettings {
+            basic_auth: Some(("Aladdin".into(), "open sesame".into())),
+            ..Default::default()
+        };
+        assert_eq!(
+            s.authorization_header().as_deref(),
+            Some("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+        );
+    }
 
     #[test]
     fn rejects_what_reqwest_cannot_do() {

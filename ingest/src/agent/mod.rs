@@ -20,6 +20,7 @@
 //! remote after the last position save (at most ~200 ms plus the in-flight batches) are sent
 //! again. A remote answering a non-retryable status (4xx other than 429) loses that batch.
 
+pub mod from_config;
 pub mod position;
 pub mod queue;
 pub mod send;
@@ -37,12 +38,19 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 
+pub use from_config::QueueBuilder;
 pub use position::WalPosition;
 pub use queue::{QueueSettings, QueueStatus, RelabelFn};
 pub use storage::{AgentAppender, AgentOptions, AgentStorage, StorageStats, TruncateStats};
 
 use crate::error::{Error, Result};
 use queue::Queue;
+
+impl crate::scrape::Appendable for AgentStorage {
+    fn appender(&self) -> Result<Box<dyn strata_tsdb::storage::Appender + '_>> {
+        Ok(Box::new(AgentStorage::appender(self)))
+    }
+}
 
 /// How long [`Agent::apply_queues`] lets a replaced queue flush before stopping it hard.
 pub const RELOAD_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
