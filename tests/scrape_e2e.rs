@@ -249,16 +249,18 @@ fn strata_and_prometheus_scrape_node_exporter_alike() {
     let (code, body) = http_request(s_port, "POST", "/-/reload", None).expect("reload");
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(active_targets(s_port).len(), 1);
-    std::thread::sleep(Duration::from_secs(1));
-    let v = get_json(
-        s_port,
-        "/api/v1/query",
-        &[("query", "up{job=\"self\"}".to_string())],
-    );
-    assert_eq!(
-        v["data"]["result"].as_array().map(Vec::len),
-        Some(0),
-        "up of the removed target is stale: {v}"
+    // As in Prometheus, the markers come about two intervals after the last scrape.
+    wait_for(
+        "stale markers for the removed target",
+        Duration::from_secs(15),
+        || {
+            let v = get_json(
+                s_port,
+                "/api/v1/query",
+                &[("query", "up{job=\"self\"}".to_string())],
+            );
+            v["data"]["result"].as_array().map(Vec::len) == Some(0)
+        },
     );
     drop(ne);
 }
