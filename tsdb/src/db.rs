@@ -80,7 +80,9 @@ pub struct Db {
     closed: AtomicBool,
 }
 
-fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+/// Takes the exclusive `flock(2)` on `<dir>/lock` that keeps a second process off a data
+/// directory; held while the returned file is open. Fails at once with [`Error::Locked`].
+pub fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     let path = dir.join("lock");
     let f = std::fs::OpenOptions::new()
         .create(true)

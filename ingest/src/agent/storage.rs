@@ -174,6 +174,8 @@ pub struct AgentStorage {
     truncations: AtomicU64,
     /// Serialises truncations (checkpoints must not run concurrently).
     truncate_lock: Mutex<()>,
+    /// The directory lock (`<dir>/lock`), held while the storage is open.
+    _dir_lock: std::fs::File,
 }
 
 impl std::fmt::Debug for AgentStorage {
@@ -198,6 +200,7 @@ impl AgentStorage {
         let wal_dir = dir.join(wal::WAL_DIR_NAME);
         std::fs::create_dir_all(&wal_dir)
             .map_err(|e| TsdbError::io("create WAL directory", &wal_dir, e))?;
+        let dir_lock = strata_tsdb::db::lock_dir(dir)?;
         let mut table = SeriesTable::default();
         let mut seg_max_t = BTreeMap::new();
         let mut max_ref = 0u64;
@@ -298,6 +301,7 @@ impl AgentStorage {
             commits: AtomicU64::new(0),
             truncations: AtomicU64::new(0),
             truncate_lock: Mutex::new(()),
+            _dir_lock: dir_lock,
         }))
     }
 

@@ -490,6 +490,8 @@ async fn truncation_removes_only_delivered_segments_and_replays() {
         "first segment {first}, undelivered from {undelivered_from:?}"
     );
     agent.shutdown(Duration::from_millis(100)).await.unwrap();
+    // The directory lock goes with the last handle on the storage.
+    drop(storage);
 
     // Reopen: series come back from the checkpoint and segments; the queue resolves refs of
     // series whose series record is only in the checkpoint.
@@ -559,4 +561,15 @@ async fn apply_queues_keeps_unchanged_adds_and_removes() {
         .await
         .is_err());
     agent.shutdown(Duration::from_secs(2)).await.unwrap();
+}
+
+#[test]
+fn a_second_agent_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = AgentStorage::open(dir.path(), opts()).unwrap();
+    let err = AgentStorage::open(dir.path(), opts()).unwrap_err();
+    assert!(err.to_string().contains("lock"), "{err}");
+    first.close().unwrap();
+    drop(first);
+    AgentStorage::open(dir.path(), opts()).expect("reopens once the first is gone");
 }
