@@ -33,6 +33,8 @@ pub struct HeadAppender {
     /// Newest pending (t, value bits) per series touched by this batch.
     last: HashMap<SeriesRef, (i64, u64), BuildRefHasher>,
     wal_buf: Vec<u8>,
+    /// Scratch for hashing borrowed label pairs in one call.
+    hash_buf: Vec<u8>,
 }
 
 impl HeadAppender {
@@ -51,6 +53,7 @@ impl HeadAppender {
             pending: Vec::new(),
             last: HashMap::default(),
             wal_buf: Vec::new(),
+            hash_buf: Vec::new(),
         }
     }
 
@@ -73,7 +76,7 @@ impl HeadAppender {
         if pairs.is_empty() {
             return Err(Error::InvalidLabels("empty label set".into()));
         }
-        let s = self.head.get_or_create_pairs(pairs)?;
+        let s = self.head.get_or_create_pairs(pairs, &mut self.hash_buf)?;
         self.add(s, t, v)
     }
 
@@ -250,16 +253,42 @@ impl std::hash::Hasher for RefHasher {
 
 type BuildRefHasher = std::hash::BuildHasherDefault<RefHasher>;
 
-/// [`Labels::stable_hash`] computed from borrowed pairs (sorted, unique, non-empty values).
-pub(crate) fn pairs_stable_hash(pairs: &[(&str, &str)]) -> u64 {
-    let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+/// [`Labels::stable_hash`] computed from borrowed pairs (sorted, unique, non-empty values):
+/// the same bytes laid out in `buf`, then hashed in one call (much cheaper than four streaming
+/// updates per label).
+pub(crate) fn pairs_stable_hash(pairs: &[(&str, &str)], buf: &mut Vec<u8>) -> u64 {
+    buf.clear();
     for (n, v) in pairs {
-        h.update(n.as_bytes());
-        h.update(&[0xff]);
-        h.update(v.as_bytes());
-        h.update(&[0xff]);
+        buf.extend_from_slice(n.as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(v.as_bytes());
+        buf.push(0xff);
     }
-    h.digest()
+    xxhash_rust::xxh64::xxh64(buf, 0)
+}
+
+/// Byte equality without a `memcmp` call per (short) label string.
+#[inline]
+fn short_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    fn word(x: &[u8]) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(x);
+        u64::from_ne_bytes(w)
+    }
+    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        if word(x) != word(y) {
+            return false;
+        }
+    }
+    ca.remainder()
+        .iter()
+        .zip(cb.remainder())
+        .all(|(x, y)| x == y)
 }
 
 fn labels_eq_pairs(labels: &Labels, pairs: &[(&str, &str)]) -> bool {
@@ -267,7 +296,7 @@ fn labels_eq_pairs(labels: &Labels, pairs: &[(&str, &str)]) -> bool {
         && labels
             .iter()
             .zip(pairs)
-            .all(|(l, (n, v))| *l.name == **n && *l.value == **v)
+            .all(|(l, (n, v))| short_eq(&l.name, n) && short_eq(&l.value, v))
 }
 
 impl Head {
@@ -286,8 +315,12 @@ impl Head {
 
     /// [`Head::get_or_create`] from borrowed pairs (sorted, unique, non-empty values); builds a
     /// [`Labels`] only when the series does not exist yet.
-    pub(crate) fn get_or_create_pairs(&self, pairs: &[(&str, &str)]) -> Result<Arc<MemSeries>> {
-        let hash = pairs_stable_hash(pairs);
+    pub(crate) fn get_or_create_pairs(
+        &self,
+        pairs: &[(&str, &str)],
+        hash_buf: &mut Vec<u8>,
+    ) -> Result<Arc<MemSeries>> {
+        let hash = pairs_stable_hash(pairs, hash_buf);
         if let Some(s) = self.series_by_pairs(pairs, hash) {
             return Ok(s);
         }
@@ -337,11 +370,21 @@ mod tests {
     #[test]
     fn pairs_hash_matches_labels_hash() {
         let pairs = [("__name__", "up"), ("job", "a\u{ff}b"), ("zone", "z")];
+        let mut buf = Vec::new();
         assert_eq!(
-            pairs_stable_hash(&pairs),
+            pairs_stable_hash(&pairs, &mut buf),
             Labels::from_pairs(&pairs).stable_hash()
         );
-        assert_eq!(pairs_stable_hash(&[]), Labels::empty().stable_hash());
+        assert_eq!(
+            pairs_stable_hash(&[], &mut buf),
+            Labels::empty().stable_hash()
+        );
+        // Long enough for several 32-byte stripes.
+        let long = [("__name__", "a_rather_long_metric_name_total"), ("pod", "x".repeat(100).leak() as &str)];
+        assert_eq!(
+            pairs_stable_hash(&long, &mut buf),
+            Labels::from_pairs(&long).stable_hash()
+        );
     }
 
     #[test]
@@ -391,7 +434,7 @@ mod tests {
         let (sb, _) = head
             .get_or_create(&Labels::from_pairs(&b), None)
             .expect("create");
-        let hash_a = pairs_stable_hash(&a);
+        let hash_a = pairs_stable_hash(&a, &mut Vec::new());
         head.hashes[Head::hash_shard(hash_a)]
             .write()
             .one

@@ -127,8 +127,30 @@ impl<'a> Reader<'a> {
 
 type RawPair<'a> = (&'a [u8], &'a [u8]);
 
+/// `b` as a `&str` if it is valid UTF-8. Label strings are nearly always ASCII, which is checked
+/// several times faster than general UTF-8 validation of short strings.
+#[inline]
+fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
+}
+
 /// `prometheus.Label`: (name, value); a repeated field's last occurrence wins, as in prost.
+#[inline]
 fn parse_label(m: &[u8]) -> Fb<RawPair<'_>> {
+    // The usual encoding: name (tag 1) then value (tag 2), both shorter than 128 bytes.
+    if m.len() >= 4 && m[0] == 0x0a && m[1] < 0x80 {
+        let nl = m[1] as usize;
+        if let (Some(&0x12), Some(&vl)) = (m.get(2 + nl), m.get(3 + nl)) {
+            if vl < 0x80 && m.len() == 4 + nl + vl as usize {
+                return Ok((&m[2..2 + nl], &m[4 + nl..]));
+            }
+        }
+    }
     let mut r = Reader::new(m);
     let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
     while !r.done() {
@@ -165,6 +187,15 @@ fn parse_sample(m: &[u8]) -> Fb<(i64, f64)> {
         }
     }
     Ok((t, v))
+}
+
+/// `a <= b`, deciding on the first byte when it differs (label names nearly always do).
+#[inline]
+fn name_le(a: &str, b: &str) -> bool {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a <= b,
+    }
 }
 
 /// An exemplar as found on the wire: its labels are `ex_labels[labels]`.
@@ -268,9 +299,9 @@ fn lossy_pairs(raw: &[RawPair<'_>]) -> String {
 pub(super) fn parse_v1(raw: &[u8]) -> Result<V1Parsed<'_>, Fallback> {
     let mut p = V1Parsed {
         pairs: Vec::with_capacity(raw.len() / 24),
-        samples: Vec::with_capacity(raw.len() / 256),
+        samples: Vec::with_capacity(raw.len() / 128),
         exemplars: Vec::new(),
-        series: Vec::with_capacity(raw.len() / 256),
+        series: Vec::with_capacity(raw.len() / 128),
         series_total: 0,
         invalid: Vec::new(),
         invalid_count: 0,
@@ -309,8 +340,8 @@ pub(super) fn parse_v1(raw: &[u8]) -> Result<V1Parsed<'_>, Fallback> {
         let p0 = p.pairs.len();
         let mut utf8_ok = true;
         for &(n, v) in &raw_labels {
-            match (std::str::from_utf8(n), std::str::from_utf8(v)) {
-                (Ok(n), Ok(v)) => p.pairs.push((n, v)),
+            match (utf8(n), utf8(v)) {
+                (Some(n), Some(v)) => p.pairs.push((n, v)),
                 _ => {
                     utf8_ok = false;
                     break;
@@ -325,7 +356,7 @@ pub(super) fn parse_v1(raw: &[u8]) -> Result<V1Parsed<'_>, Fallback> {
             continue;
         }
         let mine = &mut p.pairs[p0..];
-        if !mine.windows(2).all(|w| w[0].0 <= w[1].0) {
+        if !mine.windows(2).all(|w| name_le(w[0].0, w[1].0)) {
             mine.sort_by(|a, b| a.0.cmp(b.0));
         }
         if let Err(msg) = check_series_pairs(mine) {
@@ -347,8 +378,8 @@ pub(super) fn parse_v1(raw: &[u8]) -> Result<V1Parsed<'_>, Fallback> {
         for e in &raw_exemplars {
             let mut ep: RawPairs = Vec::with_capacity(e.labels.len());
             for &(n, v) in &ex_labels[e.labels.clone()] {
-                match (std::str::from_utf8(n), std::str::from_utf8(v)) {
-                    (Ok(n), Ok(v)) => ep.push((Arc::from(n), Arc::from(v))),
+                match (utf8(n), utf8(v)) {
+                    (Some(n), Some(v)) => ep.push((Arc::from(n), Arc::from(v))),
                     _ => break,
                 }
             }
