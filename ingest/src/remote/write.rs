@@ -54,7 +54,7 @@ use super::proto::{self, v1, v2, HistogramCount, HistogramZeroCount};
 use super::RemoteError;
 use crate::textparse::MetricType;
 
-mod fast_v1;
+pub(crate) mod fast_v1;
 
 pub use fast_v1::{ingest_write, Ingested, PairsAppender};
 

@@ -29,7 +29,7 @@ use crate::remote::RemoteError;
 
 /// The walker gave up; the prost decoder decides (and names the error, if any).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Fallback;
+pub(crate) struct Fallback;
 
 type Fb<T> = Result<T, Fallback>;
 
@@ -226,7 +226,7 @@ fn parse_exemplar<'a>(m: &'a [u8], labels: &mut Vec<RawPair<'a>>) -> Fb<RawExemp
 }
 
 /// One valid series of a parsed request: ranges into [`V1Parsed`]'s flat vectors.
-pub(super) struct ParsedSeries {
+pub(crate) struct ParsedSeries {
     /// Sorted by name, unique, empty values dropped.
     pairs: Range<usize>,
     samples: Range<usize>,
@@ -234,7 +234,7 @@ pub(super) struct ParsedSeries {
 }
 
 /// A 1.0 request decoded and validated with borrowed labels.
-pub(super) struct V1Parsed<'a> {
+pub(crate) struct V1Parsed<'a> {
     pairs: Vec<(&'a str, &'a str)>,
     samples: Vec<(i64, f64)>,
     exemplars: Vec<Exemplar>,
@@ -296,7 +296,7 @@ fn lossy_pairs(raw: &[RawPair<'_>]) -> String {
 }
 
 /// Decodes and validates a decompressed 1.0 request, or gives up (see the module doc).
-pub(super) fn parse_v1(raw: &[u8]) -> Result<V1Parsed<'_>, Fallback> {
+pub(crate) fn parse_v1(raw: &[u8]) -> Result<V1Parsed<'_>, Fallback> {
     let mut p = V1Parsed {
         pairs: Vec::with_capacity(raw.len() / 24),
         samples: Vec::with_capacity(raw.len() / 128),
