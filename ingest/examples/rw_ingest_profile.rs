@@ -35,12 +35,29 @@ fn series_labels(i: usize) -> Vec<(&'static str, String)> {
     vec![
         ("__name__", NAMES[k % NAMES.len()].to_string()),
         ("container", format!("app-{app}")),
-        ("instance", format!("10.0.{}.{}:{}", (target >> 8) & 255, target & 255, 8080 + k / 5)),
+        (
+            "instance",
+            format!(
+                "10.0.{}.{}:{}",
+                (target >> 8) & 255,
+                target & 255,
+                8080 + k / 5
+            ),
+        ),
         ("job", format!("kubernetes-pods/app-{app}")),
         ("namespace", format!("team-{}", target % 20)),
         ("node", format!("node-{:03}", target % 250)),
-        ("pod", format!("app-{app}-{:06x}-{target}", (target as u64).wrapping_mul(0x9e37_79b9) >> 8)),
-        ("zone", format!("europe-west1-{}", ["a", "b", "c"][target % 3])),
+        (
+            "pod",
+            format!(
+                "app-{app}-{:06x}-{target}",
+                (target as u64).wrapping_mul(0x9e37_79b9) >> 8
+            ),
+        ),
+        (
+            "zone",
+            format!("europe-west1-{}", ["a", "b", "c"][target % 3]),
+        ),
     ]
 }
 

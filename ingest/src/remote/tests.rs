@@ -1056,7 +1056,13 @@ fn label_bytes() -> impl Strategy<Value = Vec<u8>> {
 
 fn sample_strategy() -> impl Strategy<Value = v1::Sample> {
     (
-        prop_oneof![Just(NOW), Just(-1i64), Just(NOW + 3_600_000), 0i64..10, any::<i64>()],
+        prop_oneof![
+            Just(NOW),
+            Just(-1i64),
+            Just(NOW + 3_600_000),
+            0i64..10,
+            any::<i64>()
+        ],
         prop_oneof![
             any::<u64>().prop_map(f64::from_bits),
             Just(f64::from_bits(STALE_NAN_BITS)),
@@ -1076,7 +1082,11 @@ fn series_strategy() -> impl Strategy<Value = v1::TimeSeries> {
         any::<bool>(),
         proptest::collection::vec(sample_strategy(), 0..3),
         proptest::collection::vec(
-            (proptest::collection::vec(raw_label(), 0..3), any::<u64>(), any::<i64>()),
+            (
+                proptest::collection::vec(raw_label(), 0..3),
+                any::<u64>(),
+                any::<i64>(),
+            ),
             0..2,
         ),
     )
@@ -1101,9 +1111,16 @@ fn series_strategy() -> impl Strategy<Value = v1::TimeSeries> {
 }
 
 /// Unknown fields the decoders must skip: (tag 15 varint 5), (tag 9 fixed32), (tag 7 bytes).
-const UNKNOWN_FIELDS: [&[u8]; 3] = [&[0x78, 0x05], &[0x4d, 1, 2, 3, 4], &[0x3a, 0x02, 0xff, 0x00]];
+const UNKNOWN_FIELDS: [&[u8]; 3] = [
+    &[0x78, 0x05],
+    &[0x4d, 1, 2, 3, 4],
+    &[0x3a, 0x02, 0xff, 0x00],
+];
 
-fn prost_head_ingest(head: &std::sync::Arc<Head>, body: &[u8]) -> Result<AppendReport, super::RemoteError> {
+fn prost_head_ingest(
+    head: &std::sync::Arc<Head>,
+    body: &[u8],
+) -> Result<AppendReport, super::RemoteError> {
     let batch = decode_write_prost(None, None, body, &WriteLimits::default())?;
     let mut app = head.appender();
     let rep = append_batch_at(&mut app, &batch, NOW);
@@ -1169,11 +1186,18 @@ fn fast_v1_wire_corner_cases() {
         let body = body_of(raw);
         let got = decode_v1(&body);
         let want = decode_write_prost(None, None, &body, &WriteLimits::default());
-        assert_eq!(got.as_ref().map(norm), want.as_ref().map(norm), "{raw:02x?}");
+        assert_eq!(
+            got.as_ref().map(norm),
+            want.as_ref().map(norm),
+            "{raw:02x?}"
+        );
         got
     };
     // Label with name given twice (the last wins) and an unknown field inside.
-    let label = [0x0a, 1, b'x', 0x0a, 8, b'_', b'_', b'n', b'a', b'm', b'e', b'_', b'_', 0x18, 1, 0x12, 1, b'm'];
+    let label = [
+        0x0a, 1, b'x', 0x0a, 8, b'_', b'_', b'n', b'a', b'm', b'e', b'_', b'_', 0x18, 1, 0x12, 1,
+        b'm',
+    ];
     // Sample with value and timestamp swapped in order, and a negative (10-byte) timestamp.
     let mut sample = vec![0x10];
     let mut t = (-2i64) as u64;
@@ -1206,7 +1230,9 @@ fn fast_v1_wire_corner_cases() {
     for bad in [
         vec![0x08, 0x01],
         raw[..raw.len() - 1].to_vec(),
-        vec![0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02],
+        vec![
+            0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02,
+        ],
         vec![0x00],
     ] {
         assert!(super::write::fast_v1::parse_v1(&bad).is_err());
@@ -1215,7 +1241,11 @@ fn fast_v1_wire_corner_cases() {
     // A histogram makes the whole request go through prost.
     let mut with_h = v1_series(&[("__name__", "h")], &[]);
     with_h.histograms.push(v1::Histogram::default());
-    let raw = v1::WriteRequest { timeseries: vec![with_h], metadata: vec![] }.encode_to_vec();
+    let raw = v1::WriteRequest {
+        timeseries: vec![with_h],
+        metadata: vec![],
+    }
+    .encode_to_vec();
     assert!(super::write::fast_v1::parse_v1(&raw).is_err());
     same(&raw).ok();
 }

@@ -33,7 +33,10 @@
 //! histograms are validated (an invalid one is a 400) but not stored yet: they are counted in
 //! [`AppendReport::histograms_dropped`] and *not* reported as written.
 //!
-//! A handler uses it like this:
+//! The server uses [`ingest_write`] (module `fast_v1`), which does both steps in one pass with
+//! the same outcome: a 1.0 request is decoded with borrowed label strings and appended through
+//! [`PairsAppender::append_pairs`], so a sample of an existing series allocates nothing. The
+//! two-step form:
 //!
 //! ```text
 //! let batch = decode_write(content_type, content_encoding, &body, &limits)?; // Err: status + message
@@ -458,7 +461,10 @@ fn check_series_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Result<
             raw_pairs_string(pairs)
         ));
     }
-    if let Some(w) = pairs.windows(2).find(|w| w[0].0.as_ref() == w[1].0.as_ref()) {
+    if let Some(w) = pairs
+        .windows(2)
+        .find(|w| w[0].0.as_ref() == w[1].0.as_ref())
+    {
         return Err(format!(
             "invalid labels for series, labels {}, duplicated label {}",
             raw_pairs_string(pairs),

@@ -68,8 +68,8 @@ impl HeadAppender {
     /// have non-empty values take the fast path; anything else is normalised through
     /// [`Labels::from_pairs`] first.
     pub fn append_pairs(&mut self, pairs: &[(&str, &str)], t: i64, v: f64) -> Result<SeriesRef> {
-        let canonical = pairs.windows(2).all(|w| w[0].0 < w[1].0)
-            && pairs.iter().all(|(_, v)| !v.is_empty());
+        let canonical =
+            pairs.windows(2).all(|w| w[0].0 < w[1].0) && pairs.iter().all(|(_, v)| !v.is_empty());
         if !canonical {
             return self.append(&Labels::from_pairs(pairs), t, v);
         }
@@ -307,10 +307,11 @@ impl Head {
         if labels_eq_pairs(&s.labels, pairs) {
             return Some(s.clone());
         }
-        shard
-            .more
-            .get(&hash)
-            .and_then(|v| v.iter().find(|s| labels_eq_pairs(&s.labels, pairs)).cloned())
+        shard.more.get(&hash).and_then(|v| {
+            v.iter()
+                .find(|s| labels_eq_pairs(&s.labels, pairs))
+                .cloned()
+        })
     }
 
     /// [`Head::get_or_create`] from borrowed pairs (sorted, unique, non-empty values); builds a
@@ -380,7 +381,10 @@ mod tests {
             Labels::empty().stable_hash()
         );
         // Long enough for several 32-byte stripes.
-        let long = [("__name__", "a_rather_long_metric_name_total"), ("pod", "x".repeat(100).leak() as &str)];
+        let long = [
+            ("__name__", "a_rather_long_metric_name_total"),
+            ("pod", "x".repeat(100).leak() as &str),
+        ];
         assert_eq!(
             pairs_stable_hash(&long, &mut buf),
             Labels::from_pairs(&long).stable_hash()
@@ -408,7 +412,11 @@ mod tests {
             .expect("append_pairs");
         assert_ne!(r, r4);
         let r5 = app
-            .append(&Labels::from_pairs(&[("job", "y"), ("__name__", "up")]), 2000, 1.0)
+            .append(
+                &Labels::from_pairs(&[("job", "y"), ("__name__", "up")]),
+                2000,
+                1.0,
+            )
             .expect("append");
         assert_eq!(r4, r5);
         assert!(matches!(

@@ -22,8 +22,8 @@ use strata_tsdb::{Error as TsdbError, Label, Labels, Result as TsdbResult};
 use super::{
     append_batch_at, check_content_encoding, check_series_limit, check_series_pairs,
     decode_raw_prost, exemplar_labels, parse_content_type, raw_pairs_string,
-    snappy_decompress_into, AppendReport, Exemplar, MetricMetadata, Protocol, RawPairs,
-    WriteBatch, WriteLimits, WriteSeries, MAX_AHEAD_MS,
+    snappy_decompress_into, AppendReport, Exemplar, MetricMetadata, Protocol, RawPairs, WriteBatch,
+    WriteLimits, WriteSeries, MAX_AHEAD_MS,
 };
 use crate::remote::RemoteError;
 
@@ -81,7 +81,9 @@ impl<'a> Reader<'a> {
     fn key(&mut self) -> Fb<(u64, u8)> {
         let k = self.varint()?;
         let (tag, wt) = (k >> 3, (k & 7) as u8);
-        if k > u64::from(u32::MAX) || tag == 0 || !matches!(wt, WT_VARINT | WT_I64 | WT_LEN | WT_I32)
+        if k > u64::from(u32::MAX)
+            || tag == 0
+            || !matches!(wt, WT_VARINT | WT_I64 | WT_LEN | WT_I32)
         {
             return Err(Fallback);
         }
@@ -541,10 +543,7 @@ fn append_parsed(app: &mut dyn PairsAppender, p: &V1Parsed<'_>, now_ms: i64) -> 
                     | TsdbError::OutOfBounds),
                 ) => rep.reject(|| format!("{e} for series {}", pairs_labels(pairs))),
                 Err(e) => {
-                    rep.fatal = Some(format!(
-                        "appending to series {}: {e}",
-                        pairs_labels(pairs)
-                    ));
+                    rep.fatal = Some(format!("appending to series {}: {e}", pairs_labels(pairs)));
                     return out;
                 }
             }
