@@ -897,11 +897,33 @@ fn valid_bodies() -> Vec<(Protocol, Vec<u8>)> {
             value: 1.0,
             timestamp: 2,
         });
-    vec![(Protocol::V1, req.encode_to_vec()), (Protocol::V2, b.raw())]
+    // A 1.0 body the fast decoder takes whole (no metadata, no histograms).
+    let mut fast = v1::WriteRequest {
+        timeseries: vec![
+            v1_series(
+                &[("job", "x"), ("__name__", "a"), ("e", "")],
+                &[(1, 1.0), (-5, f64::from_bits(STALE_NAN_BITS))],
+            ),
+            v1_series(&[("__name__", "b")], &[(3, 2.0)]),
+        ],
+        metadata: vec![],
+    };
+    fast.timeseries[1].exemplars.push(v1::Exemplar {
+        labels: vec![v1::Label::new("trace_id", "t")],
+        value: 1.0,
+        timestamp: 1,
+    });
+    vec![
+        (Protocol::V1, req.encode_to_vec()),
+        (Protocol::V2, b.raw()),
+        (Protocol::V1, fast.encode_to_vec()),
+    ]
 }
 
 /// An appender that refuses every third sample as out of order (exercises the report path).
 struct CountingAppender(u64);
+
+impl PairsAppender for CountingAppender {}
 
 impl strata_tsdb::storage::Appender for CountingAppender {
     fn append(&mut self, _: &Labels, t: i64, v: f64) -> strata_tsdb::Result<u64> {
@@ -935,11 +957,42 @@ fn check_no_panic(p: Protocol, body: &[u8]) {
         max_decoded_bytes: 1 << 20,
         ..Default::default()
     };
-    if let Ok(batch) = decode_write(Some(ct(p)), Some("snappy"), body, &lim) {
-        // Whatever decodes must also append without panicking.
-        let rep = append_batch_at(&mut CountingAppender(0), &batch, NOW);
-        let _ = rep.error_message();
+    let got = decode_write(Some(ct(p)), Some("snappy"), body, &lim);
+    // The fast 1.0 decoder agrees with prost on everything, errors included.
+    let want = decode_write_prost(Some(ct(p)), Some("snappy"), body, &lim);
+    assert_eq!(got.as_ref().map(norm), want.as_ref().map(norm));
+    let ing = ingest_write(
+        Some(ct(p)),
+        Some("snappy"),
+        body,
+        &lim,
+        &mut CountingAppender(0),
+        NOW,
+    );
+    match got {
+        Ok(batch) => {
+            // Whatever decodes must also append without panicking, the same way both paths.
+            let rep = append_batch_at(&mut CountingAppender(0), &batch, NOW);
+            let _ = rep.error_message();
+            assert_eq!(ing.map(|i| i.report), Ok(rep));
+        }
+        Err(e) => assert_eq!(ing.err(), Some(e)),
     }
+}
+
+/// A batch as comparable data (NaN payloads included).
+fn norm(b: &WriteBatch) -> (String, Vec<u64>, Vec<u64>) {
+    let samples = b
+        .series
+        .iter()
+        .flat_map(|s| s.samples.iter().map(|(_, v)| v.to_bits()))
+        .collect();
+    let ex = b
+        .series
+        .iter()
+        .flat_map(|s| s.exemplars.iter().map(|e| e.value.to_bits()))
+        .collect();
+    (format!("{b:?}"), samples, ex)
 }
 
 proptest! {
@@ -952,7 +1005,7 @@ proptest! {
 
     #[test]
     fn fuzz_mutated_valid_bodies(
-        which in 0usize..2,
+        which in 0usize..3,
         swap in any::<bool>(),
         muts in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
         truncate in proptest::option::of(any::<prop::sample::Index>()),
@@ -982,4 +1035,217 @@ proptest! {
         let body = if mutate_compressed { data } else { snappy(&data) };
         check_no_panic(p, &body);
     }
+}
+
+// ---- the fast 1.0 decoder against the prost one ----
+
+/// Label strings for random requests: valid, empty, non-ASCII and invalid UTF-8.
+fn label_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(b"__name__".to_vec()),
+        Just(b"".to_vec()),
+        Just(b"job".to_vec()),
+        Just(b"a".to_vec()),
+        Just(b"zone".to_vec()),
+        Just("h\u{e9}".as_bytes().to_vec()),
+        Just(vec![0xff, b'x']),
+        Just(vec![b'v'; 130]),
+        proptest::collection::vec(b'a'..=b'c', 0..4),
+    ]
+}
+
+fn sample_strategy() -> impl Strategy<Value = v1::Sample> {
+    (
+        prop_oneof![
+            Just(NOW),
+            Just(-1i64),
+            Just(NOW + 3_600_000),
+            0i64..10,
+            any::<i64>()
+        ],
+        prop_oneof![
+            any::<u64>().prop_map(f64::from_bits),
+            Just(f64::from_bits(STALE_NAN_BITS)),
+            Just(1.5f64)
+        ],
+    )
+        .prop_map(|(timestamp, value)| v1::Sample { value, timestamp })
+}
+
+fn raw_label() -> impl Strategy<Value = v1::Label> {
+    (label_bytes(), label_bytes()).prop_map(|(name, value)| v1::Label { name, value })
+}
+
+fn series_strategy() -> impl Strategy<Value = v1::TimeSeries> {
+    (
+        proptest::collection::vec(raw_label(), 0..5),
+        any::<bool>(),
+        proptest::collection::vec(sample_strategy(), 0..3),
+        proptest::collection::vec(
+            (
+                proptest::collection::vec(raw_label(), 0..3),
+                any::<u64>(),
+                any::<i64>(),
+            ),
+            0..2,
+        ),
+    )
+        .prop_map(|(mut labels, named, samples, ex)| {
+            if named {
+                labels.push(v1::Label::new("__name__", "m"));
+            }
+            v1::TimeSeries {
+                labels,
+                samples,
+                exemplars: ex
+                    .into_iter()
+                    .map(|(labels, v, timestamp)| v1::Exemplar {
+                        labels,
+                        value: f64::from_bits(v),
+                        timestamp,
+                    })
+                    .collect(),
+                histograms: vec![],
+            }
+        })
+}
+
+/// Unknown fields the decoders must skip: (tag 15 varint 5), (tag 9 fixed32), (tag 7 bytes).
+const UNKNOWN_FIELDS: [&[u8]; 3] = [
+    &[0x78, 0x05],
+    &[0x4d, 1, 2, 3, 4],
+    &[0x3a, 0x02, 0xff, 0x00],
+];
+
+fn prost_head_ingest(
+    head: &std::sync::Arc<Head>,
+    body: &[u8],
+) -> Result<AppendReport, super::RemoteError> {
+    let batch = decode_write_prost(None, None, body, &WriteLimits::default())?;
+    let mut app = head.appender();
+    let rep = append_batch_at(&mut app, &batch, NOW);
+    strata_tsdb::storage::Appender::commit(&mut app).expect("commit");
+    Ok(rep)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn fast_v1_matches_prost(
+        series in proptest::collection::vec(series_strategy(), 0..6),
+        unknown in proptest::option::of(0usize..3),
+        metadata in any::<bool>(),
+    ) {
+        let req = v1::WriteRequest {
+            timeseries: series,
+            metadata: if metadata {
+                vec![v1::MetricMetadata { r#type: 1, metric_family_name: "m".into(), help: "h".into(), unit: "".into() }]
+            } else {
+                vec![]
+            },
+        };
+        let mut raw = req.encode_to_vec();
+        if let Some(u) = unknown {
+            raw.extend_from_slice(UNKNOWN_FIELDS[u]);
+        }
+        // The fast decoder takes every such request without metadata.
+        let parsed = super::write::fast_v1::parse_v1(&raw);
+        prop_assert_eq!(parsed.is_ok(), !metadata);
+        let body = snappy(&raw);
+        let got = decode_v1(&body).expect("decodes");
+        let want = decode_write_prost(None, None, &body, &WriteLimits::default()).expect("decodes");
+        prop_assert_eq!(norm(&got), norm(&want));
+
+        // Ingesting in one pass stores and reports what decode + append_batch does.
+        let (h1, h2) = (Head::in_memory(Default::default()), Head::in_memory(Default::default()));
+        let mut app = h1.appender();
+        let ing = ingest_write(None, None, &body, &WriteLimits::default(), &mut app, NOW).expect("ingests");
+        strata_tsdb::storage::Appender::commit(&mut app).expect("commit");
+        let rep = prost_head_ingest(&h2, &body).expect("ingests");
+        prop_assert_eq!(&ing.report, &rep);
+        let want_ex: Vec<(Labels, Exemplar)> = want
+            .series
+            .iter()
+            .flat_map(|s| s.exemplars.iter().map(|e| (s.labels.clone(), e.clone())))
+            .collect();
+        prop_assert_eq!(format!("{:?}", ing.exemplars), format!("{want_ex:?}"));
+        prop_assert_eq!(ing.metadata, want.metadata);
+        let bits = |v: Vec<(Labels, Vec<(i64, f64)>)>| -> Vec<(String, Vec<(i64, u64)>)> {
+            v.into_iter().map(|(l, s)| (l.to_string(), s.into_iter().map(|(t, v)| (t, v.to_bits())).collect())).collect()
+        };
+        prop_assert_eq!(bits(read_all(&h1, "m")), bits(read_all(&h2, "m")));
+        prop_assert_eq!(bits(read_all(&h1, "a")), bits(read_all(&h2, "a")));
+    }
+}
+
+#[test]
+fn fast_v1_wire_corner_cases() {
+    let body_of = |raw: &[u8]| snappy(raw);
+    let same = |raw: &[u8]| {
+        let body = body_of(raw);
+        let got = decode_v1(&body);
+        let want = decode_write_prost(None, None, &body, &WriteLimits::default());
+        assert_eq!(
+            got.as_ref().map(norm),
+            want.as_ref().map(norm),
+            "{raw:02x?}"
+        );
+        got
+    };
+    // Label with name given twice (the last wins) and an unknown field inside.
+    let label = [
+        0x0a, 1, b'x', 0x0a, 8, b'_', b'_', b'n', b'a', b'm', b'e', b'_', b'_', 0x18, 1, 0x12, 1,
+        b'm',
+    ];
+    // Sample with value and timestamp swapped in order, and a negative (10-byte) timestamp.
+    let mut sample = vec![0x10];
+    let mut t = (-2i64) as u64;
+    while t >= 0x80 {
+        sample.push((t as u8) | 0x80);
+        t >>= 7;
+    }
+    sample.push(t as u8);
+    sample.push(0x09);
+    sample.extend_from_slice(&2.5f64.to_le_bytes());
+    let mut ts = vec![0x0a, label.len() as u8];
+    ts.extend_from_slice(&label);
+    ts.push(0x12);
+    ts.push(sample.len() as u8);
+    ts.extend_from_slice(&sample);
+    let mut raw = vec![0x0a, ts.len() as u8];
+    raw.extend_from_slice(&ts);
+    assert!(super::write::fast_v1::parse_v1(&raw).is_ok());
+    let b = same(&raw).expect("decodes");
+    assert_eq!(b.series.len(), 1);
+    assert_eq!(b.series[0].labels.to_string(), "{__name__=\"m\"}");
+    assert_eq!(b.series[0].samples, vec![(-2, 2.5)]);
+
+    // A group (wire type 3) at the top level: prost decides (and refuses), same message.
+    let mut grouped = raw.clone();
+    grouped.extend_from_slice(&[0x7b, 0x7c]); // start group 15, end group 15
+    assert!(super::write::fast_v1::parse_v1(&grouped).is_err());
+    same(&grouped).ok();
+    // Known field with the wrong wire type; truncated; an over-long varint.
+    for bad in [
+        vec![0x08, 0x01],
+        raw[..raw.len() - 1].to_vec(),
+        vec![
+            0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02,
+        ],
+        vec![0x00],
+    ] {
+        assert!(super::write::fast_v1::parse_v1(&bad).is_err());
+        assert!(same(&bad).is_err());
+    }
+    // A histogram makes the whole request go through prost.
+    let mut with_h = v1_series(&[("__name__", "h")], &[]);
+    with_h.histograms.push(v1::Histogram::default());
+    let raw = v1::WriteRequest {
+        timeseries: vec![with_h],
+        metadata: vec![],
+    }
+    .encode_to_vec();
+    assert!(super::write::fast_v1::parse_v1(&raw).is_err());
+    same(&raw).ok();
 }

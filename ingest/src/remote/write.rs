@@ -33,7 +33,10 @@
 //! histograms are validated (an invalid one is a 400) but not stored yet: they are counted in
 //! [`AppendReport::histograms_dropped`] and *not* reported as written.
 //!
-//! A handler uses it like this:
+//! The server uses [`ingest_write`] (module `fast_v1`), which does both steps in one pass with
+//! the same outcome: a 1.0 request is decoded with borrowed label strings and appended through
+//! [`PairsAppender::append_pairs`], so a sample of an existing series allocates nothing. The
+//! two-step form:
 //!
 //! ```text
 //! let batch = decode_write(content_type, content_encoding, &body, &limits)?; // Err: status + message
@@ -53,6 +56,10 @@ use strata_tsdb::{Error as TsdbError, Label, Labels};
 use super::proto::{self, v1, v2, HistogramCount, HistogramZeroCount};
 use super::RemoteError;
 use crate::textparse::MetricType;
+
+pub(crate) mod fast_v1;
+
+pub use fast_v1::{ingest_write, Ingested, PairsAppender};
 
 /// Media type of both protocol versions.
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
@@ -302,6 +309,20 @@ pub fn check_content_encoding(content_encoding: Option<&str>) -> Result<(), Remo
 /// Decompresses a snappy block-format body, refusing (before allocating) a decoded length above
 /// `max_decoded` (413) or one that no valid stream of this size could produce (400).
 pub fn snappy_decompress(body: &[u8], max_decoded: usize) -> Result<Vec<u8>, RemoteError> {
+    let mut out = Vec::new();
+    let got = snappy_decompress_into(body, max_decoded, &mut out)?;
+    out.truncate(got);
+    Ok(out)
+}
+
+/// [`snappy_decompress`] into a reused buffer: `out` grows to the decoded length if needed (it
+/// is never shrunk, and its old contents are overwritten rather than zeroed again); the result
+/// is `out[..n]` for the returned `n`.
+pub fn snappy_decompress_into(
+    body: &[u8],
+    max_decoded: usize,
+    out: &mut Vec<u8>,
+) -> Result<usize, RemoteError> {
     let n = snap::raw::decompress_len(body)
         .map_err(|e| RemoteError::bad_request(format!("snappy: {e}")))?;
     if n > max_decoded {
@@ -315,12 +336,12 @@ pub fn snappy_decompress(body: &[u8], max_decoded: usize) -> Result<Vec<u8>, Rem
             body.len()
         )));
     }
-    let mut out = vec![0u8; n];
-    let got = snap::raw::Decoder::new()
-        .decompress(body, &mut out)
-        .map_err(|e| RemoteError::bad_request(format!("snappy: {e}")))?;
-    out.truncate(got);
-    Ok(out)
+    if out.len() < n {
+        out.resize(n, 0);
+    }
+    snap::raw::Decoder::new()
+        .decompress(body, &mut out[..n])
+        .map_err(|e| RemoteError::bad_request(format!("snappy: {e}")))
 }
 
 /// Decodes and validates one remote-write request (see the module documentation for the
@@ -343,21 +364,62 @@ pub fn decode_write(
     }
     let raw = snappy_decompress(body, limits.max_decoded_bytes)?;
     match protocol {
+        // The allocation-light 1.0 decoder; the prost one decides whatever it cannot.
+        Protocol::V1 => match fast_v1::parse_v1(&raw) {
+            Ok(parsed) => {
+                check_series_limit(parsed.series_total, limits)?;
+                Ok(parsed.into_batch())
+            }
+            Err(fast_v1::Fallback) => decode_raw_prost(protocol, &raw, limits),
+        },
+        Protocol::V2 => decode_raw_prost(protocol, &raw, limits),
+    }
+}
+
+/// Decodes a decompressed request with the prost messages.
+fn decode_raw_prost(
+    protocol: Protocol,
+    raw: &[u8],
+    limits: &WriteLimits,
+) -> Result<WriteBatch, RemoteError> {
+    match protocol {
         Protocol::V1 => {
-            let req = v1::WriteRequest::decode(raw.as_slice()).map_err(|e| {
+            let req = v1::WriteRequest::decode(raw).map_err(|e| {
                 RemoteError::bad_request(format!("decoding v1 remote write request: {e}"))
             })?;
             check_series_limit(req.timeseries.len(), limits)?;
             Ok(convert_v1(req))
         }
         Protocol::V2 => {
-            let req = v2::Request::decode(raw.as_slice()).map_err(|e| {
+            let req = v2::Request::decode(raw).map_err(|e| {
                 RemoteError::bad_request(format!("decoding v2 remote write request: {e}"))
             })?;
             check_series_limit(req.timeseries.len(), limits)?;
             Ok(convert_v2(req))
         }
     }
+}
+
+/// [`decode_write`] with only the prost decoder (the reference the fast 1.0 decoder is tested
+/// against).
+#[cfg(test)]
+pub(crate) fn decode_write_prost(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    body: &[u8],
+    limits: &WriteLimits,
+) -> Result<WriteBatch, RemoteError> {
+    let protocol = parse_content_type(content_type)?;
+    check_content_encoding(content_encoding)?;
+    if body.len() > limits.max_body_bytes {
+        return Err(RemoteError::too_large(format!(
+            "request body of {} bytes exceeds limit {}",
+            body.len(),
+            limits.max_body_bytes
+        )));
+    }
+    let raw = snappy_decompress(body, limits.max_decoded_bytes)?;
+    decode_raw_prost(protocol, &raw, limits)
 }
 
 fn check_series_limit(n: usize, limits: &WriteLimits) -> Result<(), RemoteError> {
@@ -373,42 +435,48 @@ fn check_series_limit(n: usize, limits: &WriteLimits) -> Result<(), RemoteError>
 /// Label pairs as decoded, before validation.
 type RawPairs = Vec<(Arc<str>, Arc<str>)>;
 
-fn raw_pairs_string(pairs: &RawPairs) -> String {
-    let ls: Vec<Label> = pairs
-        .iter()
-        .map(|(n, v)| Label::new(n.clone(), v.clone()))
-        .collect();
-    // Display only; `new` would drop empties and duplicates, so format by hand.
+fn raw_pairs_string<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> String {
+    // Display only; `Labels` would drop empties and duplicates, so format by hand.
     let mut s = String::from("{");
-    for (i, l) in ls.iter().enumerate() {
+    for (i, (n, v)) in pairs.iter().enumerate() {
         if i > 0 {
             s.push_str(", ");
         }
-        s.push_str(&format!("{:?}={:?}", &*l.name, &*l.value));
+        s.push_str(&format!("{:?}={:?}", n.as_ref(), v.as_ref()));
     }
     s.push('}');
     s
 }
 
-/// Prometheus's series label checks (UTF-8 validation scheme). `pairs` must be sorted by name.
-/// Returns the label set with empty-valued labels dropped.
-fn validate_series_labels(pairs: RawPairs) -> Result<Labels, String> {
+/// Prometheus's series label checks (UTF-8 validation scheme) on pairs sorted (stably) by
+/// name: a non-empty `__name__`, no empty and no duplicate names. The error is the rejection
+/// message.
+fn check_series_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Result<(), String> {
     let has_name = pairs
         .iter()
-        .any(|(n, v)| &**n == METRIC_NAME && !v.is_empty());
-    if !has_name || pairs.iter().any(|(n, _)| n.is_empty()) {
+        .any(|(n, v)| n.as_ref() == METRIC_NAME && !v.as_ref().is_empty());
+    if !has_name || pairs.iter().any(|(n, _)| n.as_ref().is_empty()) {
         return Err(format!(
             "invalid metric name or labels, got {}",
-            raw_pairs_string(&pairs)
+            raw_pairs_string(pairs)
         ));
     }
-    if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+    if let Some(w) = pairs
+        .windows(2)
+        .find(|w| w[0].0.as_ref() == w[1].0.as_ref())
+    {
         return Err(format!(
             "invalid labels for series, labels {}, duplicated label {}",
-            raw_pairs_string(&pairs),
-            w[0].0
+            raw_pairs_string(pairs),
+            w[0].0.as_ref()
         ));
     }
+    Ok(())
+}
+
+/// [`check_series_pairs`], then the label set with empty-valued labels dropped.
+fn validate_series_labels(pairs: RawPairs) -> Result<Labels, String> {
+    check_series_pairs(&pairs)?;
     Ok(Labels::from_sorted(
         pairs
             .into_iter()
