@@ -8,6 +8,7 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod http;
+pub mod intern;
 pub mod openmetrics;
 pub mod promtext;
 pub mod relabel;

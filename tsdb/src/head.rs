@@ -207,19 +207,26 @@ impl MemPostings {
     }
 }
 
-/// String interner so every distinct label string is stored once.
-#[derive(Default)]
-pub(crate) struct Interner {
+/// String interner so every distinct label string is stored once (the head's own, and
+/// process-wide ones elsewhere, e.g. the scrape agent's).
+pub struct Interner {
     shards: Vec<Mutex<std::collections::HashSet<Arc<str>>>>,
 }
 
+impl Default for Interner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Interner {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             shards: (0..64).map(|_| Mutex::default()).collect(),
         }
     }
-    pub(crate) fn intern(&self, s: &str) -> Arc<str> {
+    /// The shared copy of `s`.
+    pub fn intern(&self, s: &str) -> Arc<str> {
         let h = xxhash_rust::xxh64::xxh64(s.as_bytes(), 0) as usize;
         let mut shard = self.shards[h % self.shards.len()].lock();
         if let Some(a) = shard.get(s) {
@@ -229,8 +236,8 @@ impl Interner {
         shard.insert(a.clone());
         a
     }
-    /// Drops strings no series references any more.
-    fn gc(&self) {
+    /// Drops strings nothing else references any more.
+    pub fn gc(&self) {
         for s in &self.shards {
             s.lock().retain(|a| Arc::strong_count(a) > 1);
         }

@@ -627,7 +627,7 @@ impl Watcher {
 
     fn store_series(&mut self, rec: &[u8], seg: u64, overwrite: bool) {
         let mut out: Vec<RefSeries> = Vec::new();
-        let mut intern = |s: &str| -> Arc<str> { s.into() };
+        let mut intern = crate::intern::intern;
         if let Err(e) = decode_series(rec, &mut out, &mut intern) {
             tracing::warn!(queue = %self.shared.name, segment = seg, error = %e, "undecodable series record");
             return;

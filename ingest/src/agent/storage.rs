@@ -206,7 +206,7 @@ impl AgentStorage {
         let mut max_ref = 0u64;
         let mut series_buf = Vec::new();
         let mut samples_buf = Vec::new();
-        let mut intern = |s: &str| -> Arc<str> { s.into() };
+        let mut intern = crate::intern::intern;
         let mut replay = |seg: u64, rec: &[u8], table: &mut SeriesTable| {
             match record_type(rec) {
                 RecordType::Series => {

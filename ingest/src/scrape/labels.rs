@@ -7,6 +7,7 @@ use strata_tsdb::{Label, Labels};
 
 use super::MetricRelabelFn;
 use crate::error::{Error, Result};
+use crate::intern::intern;
 use crate::textparse::Sample;
 
 const EXPORTED_PREFIX: &str = "exported_";
@@ -26,8 +27,19 @@ fn find<'a>(v: &'a [Label], name: &str) -> Option<&'a Label> {
 
 fn set(v: &mut Vec<Label>, name: &str, value: &str) {
     match v.iter_mut().find(|l| &*l.name == name) {
-        Some(l) => l.value = value.into(),
-        None => v.push(Label::new(name, value)),
+        Some(l) => l.value = intern(value),
+        None => v.push(Label {
+            name: intern(name),
+            value: intern(value),
+        }),
+    }
+}
+
+/// Sets a target label, sharing the target's strings.
+fn set_label(v: &mut Vec<Label>, label: &Label) {
+    match v.iter_mut().find(|l| l.name == label.name) {
+        Some(l) => l.value = label.value.clone(),
+        None => v.push(label.clone()),
     }
 }
 
@@ -40,7 +52,12 @@ pub(crate) fn mutate_sample_labels(
     relabel: Option<&MetricRelabelFn>,
 ) -> Result<Option<Labels>> {
     let mut v: Vec<Label> = Vec::with_capacity(s.labels.len() + target.len() + 1);
-    v.push(Label::new(METRIC_NAME, s.name.as_ref()));
+    // Label strings are interned: the series cache, the staleness sets and the storage share
+    // one copy of each distinct string across all targets.
+    v.push(Label {
+        name: intern(METRIC_NAME),
+        value: intern(&s.name),
+    });
     for (n, val) in &s.labels {
         if n.is_empty() {
             return Err(Error::InvalidLabels("empty label name".into()));
@@ -51,7 +68,10 @@ pub(crate) fn mutate_sample_labels(
                 s.name
             )));
         }
-        v.push(Label::new(n.as_ref(), val.as_ref()));
+        v.push(Label {
+            name: intern(n),
+            value: intern(val),
+        });
     }
     if honor {
         for l in target {
@@ -66,7 +86,7 @@ pub(crate) fn mutate_sample_labels(
             if let Some(e) = find(&v, &l.name).filter(|e| !e.value.is_empty()) {
                 conflicts.push(e.clone());
             }
-            set(&mut v, &l.name, &l.value);
+            set_label(&mut v, l);
         }
         // Shorter names first, so `exported_x` is taken before `exported_exported_x`.
         conflicts.sort_by_key(|l| l.name.len());

@@ -205,6 +205,7 @@ impl ScrapeLoop {
                     break 'run m;
                 }
                 last = Some(t);
+                crate::intern::maybe_gc();
                 tokio::select! {
                     _ = ticker.tick() => {}
                     m = wait_stop(&mut ctl, &mut shutdown) => break 'run m,
