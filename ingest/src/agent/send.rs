@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use prost::Message;
 use strata_tsdb::Labels;
 
-use crate::remote::proto::{v1, v2};
+use crate::remote::proto::v2;
 use crate::remote::Protocol;
 
 /// `User-Agent` of every request.
@@ -30,7 +30,7 @@ pub struct QueuedSample {
 
 /// Groups the batch by series, keeping first-seen order of series and sample order.
 fn group(batch: &[QueuedSample]) -> Vec<(&Labels, Vec<(i64, f64)>)> {
-    let mut idx: HashMap<u64, usize> = HashMap::new();
+    let mut idx: crate::fasthash::FastMap<u64, usize> = Default::default();
     let mut out: Vec<(&Labels, Vec<(i64, f64)>)> = Vec::new();
     for s in batch {
         let i = *idx.entry(s.r).or_insert_with(|| {
@@ -45,30 +45,7 @@ fn group(batch: &[QueuedSample]) -> Vec<(&Labels, Vec<(i64, f64)>)> {
 /// The uncompressed protobuf body of `batch` in `protocol`.
 pub fn encode(protocol: Protocol, batch: &[QueuedSample]) -> Vec<u8> {
     match protocol {
-        Protocol::V1 => {
-            let req = v1::WriteRequest {
-                timeseries: group(batch)
-                    .into_iter()
-                    .map(|(labels, samples)| v1::TimeSeries {
-                        labels: labels
-                            .iter()
-                            .map(|l| v1::Label::new(&l.name, &l.value))
-                            .collect(),
-                        samples: samples
-                            .into_iter()
-                            .map(|(t, v)| v1::Sample {
-                                value: v,
-                                timestamp: t,
-                            })
-                            .collect(),
-                        exemplars: Vec::new(),
-                        histograms: Vec::new(),
-                    })
-                    .collect(),
-                metadata: Vec::new(),
-            };
-            req.encode_to_vec()
-        }
+        Protocol::V1 => encode_v1(&group(batch)),
         Protocol::V2 => {
             let mut symbols: Vec<Vec<u8>> = vec![Vec::new()];
             let mut timeseries = Vec::new();
@@ -112,6 +89,90 @@ pub fn encode(protocol: Protocol, batch: &[QueuedSample]) -> Vec<u8> {
             .encode_to_vec()
         }
     }
+}
+
+/// Protobuf helpers for writing `prometheus.WriteRequest` directly from borrowed labels (no
+/// intermediate messages, no string copies). Field presence follows prost's proto3 rules:
+/// empty strings and zero numbers are omitted.
+mod wire {
+    use prost::encoding::{encode_varint, encoded_len_varint};
+
+    pub fn str_len(s: &str) -> usize {
+        if s.is_empty() {
+            0
+        } else {
+            1 + encoded_len_varint(s.len() as u64) + s.len()
+        }
+    }
+
+    pub fn put_str(buf: &mut Vec<u8>, tag: u8, s: &str) {
+        if !s.is_empty() {
+            buf.push(tag);
+            encode_varint(s.len() as u64, buf);
+            buf.extend_from_slice(s.as_bytes());
+        }
+    }
+
+    pub fn sample_len(t: i64, v: f64) -> usize {
+        (if v != 0.0 { 9 } else { 0 })
+            + (if t != 0 {
+                1 + encoded_len_varint(t as u64)
+            } else {
+                0
+            })
+    }
+
+    pub fn put_sample(buf: &mut Vec<u8>, t: i64, v: f64) {
+        if v != 0.0 {
+            buf.push(0x09); // field 1, 64-bit
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        if t != 0 {
+            buf.push(0x10); // field 2, varint
+            encode_varint(t as u64, buf);
+        }
+    }
+
+    pub fn put_len(buf: &mut Vec<u8>, tag: u8, len: usize) {
+        buf.push(tag);
+        encode_varint(len as u64, buf);
+    }
+
+    pub fn len_field(len: usize) -> usize {
+        1 + encoded_len_varint(len as u64) + len
+    }
+}
+
+/// `prometheus.WriteRequest` bytes for grouped series, byte-identical to prost's encoding of
+/// the same message.
+fn encode_v1(series: &[(&Labels, Vec<(i64, f64)>)]) -> Vec<u8> {
+    use wire::*;
+    let ts_len = |labels: &Labels, samples: &[(i64, f64)]| -> usize {
+        let l: usize = labels
+            .iter()
+            .map(|l| len_field(str_len(&l.name) + str_len(&l.value)))
+            .sum();
+        let s: usize = samples
+            .iter()
+            .map(|&(t, v)| len_field(sample_len(t, v)))
+            .sum();
+        l + s
+    };
+    let total: usize = series.iter().map(|(l, s)| len_field(ts_len(l, s))).sum();
+    let mut buf = Vec::with_capacity(total);
+    for (labels, samples) in series {
+        put_len(&mut buf, 0x0a, ts_len(labels, samples)); // WriteRequest.timeseries = 1
+        for l in labels.iter() {
+            put_len(&mut buf, 0x0a, str_len(&l.name) + str_len(&l.value)); // labels = 1
+            put_str(&mut buf, 0x0a, &l.name);
+            put_str(&mut buf, 0x12, &l.value);
+        }
+        for &(t, v) in samples {
+            put_len(&mut buf, 0x12, sample_len(t, v)); // samples = 2
+            put_sample(&mut buf, t, v);
+        }
+    }
+    buf
 }
 
 /// Snappy (block format) compression of a body.
@@ -273,6 +334,7 @@ fn parse_http_date(v: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::proto::v1;
 
     #[test]
     fn retry_after_seconds_and_dates() {
@@ -292,6 +354,51 @@ mod tests {
             parse_http_date("Tue, 29 Feb 2000 12:00:00 GMT"),
             Some(951_825_600)
         );
+    }
+
+    #[test]
+    fn v1_bytes_equal_prosts_encoding() {
+        let mut batch = Vec::new();
+        let values = [0.0, -0.0, 1.5, f64::NAN, f64::INFINITY, -3.25];
+        let times = [0i64, 1, -1, 1_700_000_000_123, i64::MIN, i64::MAX];
+        for i in 0..60u64 {
+            let labels = Labels::from_pairs(&[
+                ("__name__", format!("m{}", i % 4).as_str()),
+                ("e", if i % 3 == 0 { "" } else { "x" }),
+                ("long", "y".repeat((i as usize * 7) % 200).as_str()),
+            ]);
+            batch.push(QueuedSample {
+                r: i % 7,
+                labels,
+                t: times[i as usize % times.len()],
+                v: values[i as usize % values.len()],
+                seq: i,
+            });
+        }
+        let grouped = group(&batch);
+        let via_prost = v1::WriteRequest {
+            timeseries: grouped
+                .iter()
+                .map(|(labels, samples)| v1::TimeSeries {
+                    labels: labels
+                        .iter()
+                        .map(|l| v1::Label::new(&l.name, &l.value))
+                        .collect(),
+                    samples: samples
+                        .iter()
+                        .map(|&(t, v)| v1::Sample {
+                            value: v,
+                            timestamp: t,
+                        })
+                        .collect(),
+                    exemplars: Vec::new(),
+                    histograms: Vec::new(),
+                })
+                .collect(),
+            metadata: Vec::new(),
+        }
+        .encode_to_vec();
+        assert_eq!(encode(Protocol::V1, &batch), via_prost);
     }
 
     #[test]

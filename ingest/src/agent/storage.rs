@@ -26,7 +26,7 @@
 //!   removed segments are dropped from memory; the others are kept in a checkpoint
 //!   (`checkpoint.NNNNNNNN`, series records only) so that watchers can still resolve refs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -117,8 +117,8 @@ struct MemSeries {
 
 #[derive(Default)]
 struct SeriesTable {
-    by_ref: HashMap<u64, Arc<MemSeries>>,
-    by_hash: HashMap<u64, Vec<Arc<MemSeries>>>,
+    by_ref: crate::fasthash::FastMap<u64, Arc<MemSeries>>,
+    by_hash: crate::fasthash::FastMap<u64, Vec<Arc<MemSeries>>>,
 }
 
 impl SeriesTable {

@@ -3,7 +3,7 @@
 //! rebuilding its labels; the exposed series dropped by metric relabeling; and the references
 //! appended in the current and the previous scrape, whose difference gets staleness markers.
 
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 
 use strata_tsdb::storage::SeriesRef;
 use strata_tsdb::Labels;
@@ -27,12 +27,12 @@ pub(crate) struct ScrapeCache {
     pub iter: u64,
     /// Size of the caches after the last successful scrape.
     successful_count: usize,
-    series: HashMap<String, CacheEntry>,
-    dropped: HashMap<String, u64>,
+    series: FastMap<String, CacheEntry>,
+    dropped: FastMap<String, u64>,
     /// Series appended (without an explicit timestamp) in the current scrape.
-    pub cur: HashMap<SeriesRef, Labels>,
+    pub cur: FastMap<SeriesRef, Labels>,
     /// The same for the previous scrape.
-    pub prev: HashMap<SeriesRef, Labels>,
+    pub prev: FastMap<SeriesRef, Labels>,
     /// References of the synthetic report series.
     pub report_refs: [Option<SeriesRef>; REPORT_SERIES],
 }
