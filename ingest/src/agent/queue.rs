@@ -636,7 +636,13 @@ impl Watcher {
             if !overwrite && self.series.contains_key(&s.r) {
                 continue;
             }
-            let mut labels = s.labels;
+            // Share the storage's copy of the label set when it is the same series (it is,
+            // unless the WAL is being replayed past a truncation): one label set per series
+            // in memory, not one per queue.
+            let mut labels = match self.storage.series_labels(s.r) {
+                Some(l) if l == s.labels => l,
+                _ => s.labels,
+            };
             if !self.settings.external_labels.is_empty() {
                 let mut b = labels.builder();
                 for l in self.settings.external_labels.iter() {
