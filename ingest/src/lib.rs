@@ -7,7 +7,6 @@ pub mod agent;
 pub mod config;
 pub mod discovery;
 pub mod error;
-pub mod fasthash;
 pub mod http;
 pub mod intern;
 pub mod openmetrics;

@@ -110,7 +110,7 @@ pub struct RelabelRegex {
 impl RelabelRegex {
     /// Compiles `pattern` as Prometheus's `relabel.NewRegexp`.
     pub fn new(pattern: &str) -> Result<Self> {
-        let translated = translate_perl_classes(pattern);
+        let translated = strata_tsdb::labels::translate_perl_classes(pattern);
         let re = regex::Regex::new(&format!("^(?s:{translated})$")).map_err(|e| Error::Config {
             path: None,
             message: format!("invalid regex {pattern:?}: {}", one_line(&e.to_string())),
@@ -166,34 +166,6 @@ impl Serialize for RelabelRegex {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Rewrites `\d \D \w \W \s \S \b \B` to Go RE2's ASCII meaning (the `regex` crate's are Unicode).
-fn translate_perl_classes(p: &str) -> String {
-    let mut out = String::with_capacity(p.len() + 8);
-    let mut chars = p.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('d') => out.push_str("[0-9]"),
-            Some('D') => out.push_str("[^0-9]"),
-            Some('w') => out.push_str("[0-9A-Za-z_]"),
-            Some('W') => out.push_str("[^0-9A-Za-z_]"),
-            Some('s') => out.push_str("[\\t\\n\\f\\r ]"),
-            Some('S') => out.push_str("[^\\t\\n\\f\\r ]"),
-            Some('b') => out.push_str("(?-u:\\b)"),
-            Some('B') => out.push_str("(?-u:\\B)"),
-            Some(o) => {
-                out.push('\\');
-                out.push(o);
-            }
-            None => out.push('\\'),
-        }
-    }
-    out
 }
 
 /// One relabeling rule.

@@ -404,8 +404,9 @@ impl fmt::Debug for FastRegex {
     }
 }
 
-/// Rewrites Perl classes to their ASCII meaning, as Go's RE2 defines them.
-fn translate_perl_classes(p: &str) -> String {
+/// Rewrites Perl classes (`\d \D \w \W \s \S \b \B`) to their ASCII meaning, as Go's RE2
+/// defines them (the `regex` crate's are Unicode).
+pub fn translate_perl_classes(p: &str) -> String {
     let mut out = String::with_capacity(p.len() + 8);
     let mut chars = p.chars();
     while let Some(c) = chars.next() {

@@ -10,6 +10,7 @@ pub mod compact;
 pub mod db;
 pub mod encoding;
 pub mod error;
+pub mod fasthash;
 pub mod head;
 pub mod head_chunks;
 pub mod index;

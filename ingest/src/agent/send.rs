@@ -30,7 +30,7 @@ pub struct QueuedSample {
 
 /// Groups the batch by series, keeping first-seen order of series and sample order.
 fn group(batch: &[QueuedSample]) -> Vec<(&Labels, Vec<(i64, f64)>)> {
-    let mut idx: crate::fasthash::FastMap<u64, usize> = Default::default();
+    let mut idx: strata_tsdb::fasthash::FastMap<u64, usize> = Default::default();
     let mut out: Vec<(&Labels, Vec<(i64, f64)>)> = Vec::new();
     for s in batch {
         let i = *idx.entry(s.r).or_insert_with(|| {

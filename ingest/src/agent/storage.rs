@@ -117,8 +117,8 @@ struct MemSeries {
 
 #[derive(Default)]
 struct SeriesTable {
-    by_ref: crate::fasthash::FastMap<u64, Arc<MemSeries>>,
-    by_hash: crate::fasthash::FastMap<u64, Vec<Arc<MemSeries>>>,
+    by_ref: strata_tsdb::fasthash::FastMap<u64, Arc<MemSeries>>,
+    by_hash: strata_tsdb::fasthash::FastMap<u64, Vec<Arc<MemSeries>>>,
 }
 
 impl SeriesTable {

@@ -3,7 +3,7 @@
 //! rebuilding its labels; the exposed series dropped by metric relabeling; and the references
 //! appended in the current and the previous scrape, whose difference gets staleness markers.
 
-use crate::fasthash::FastMap;
+use strata_tsdb::fasthash::FastMap;
 
 use strata_tsdb::storage::SeriesRef;
 use strata_tsdb::Labels;

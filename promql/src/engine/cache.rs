@@ -9,53 +9,11 @@
 //! different set while the cache lives.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use strata_tsdb::Labels;
 
-/// A multiplicative hasher for integer keys (FxHash's mixing step).
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..c.len()].copy_from_slice(c);
-            self.add(u64::from_le_bytes(b));
-        }
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        // The multiplication leaves the low bits of aligned pointers zero; hash tables pick
-        // buckets by the low bits, so bring high bits down.
-        self.0.rotate_left(26)
-    }
-}
-
-/// A hash map with [`FxHasher`] (for integer and pointer keys only).
-pub(crate) type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// A hash map with the fast hasher (integer and pointer keys).
+pub(crate) type FxHashMap<K, V> = strata_tsdb::fasthash::FastMap<K, V>;
 
 /// The identity of a label set: the address of its shared allocation.
 #[inline]

@@ -178,6 +178,51 @@ pub fn targets_data(snap: &TargetsSnapshot, p: &Params) -> Value {
     Value::Object(data)
 }
 
+/// The scrape service of `strata serve --config.file` and `strata agent`, as the API sees it.
+impl TargetsSource for strata_ingest::scrape::ScrapeService {
+    fn snapshot(&self) -> TargetsSnapshot {
+        use strata_ingest::scrape::TargetHealth;
+        let snap = self.targets();
+        let ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0)
+        };
+        TargetsSnapshot {
+            active: snap
+                .active
+                .into_iter()
+                .map(|t| ActiveTarget {
+                    discovered_labels: t.discovered_labels,
+                    labels: t.labels,
+                    scrape_pool: t.pool,
+                    scrape_url: t.url,
+                    last_error: t.status.last_error.unwrap_or_default(),
+                    last_scrape_ms: t.status.last_scrape.map(ms),
+                    last_scrape_duration: t.status.last_scrape_duration.unwrap_or_default(),
+                    health: match t.status.health {
+                        TargetHealth::Up => Health::Up,
+                        TargetHealth::Down => Health::Down,
+                        TargetHealth::Unknown => Health::Unknown,
+                    },
+                    scrape_interval: t.interval,
+                    scrape_timeout: t.timeout,
+                })
+                .collect(),
+            dropped: snap
+                .dropped
+                .into_iter()
+                .map(|d| DroppedTarget {
+                    discovered_labels: d.discovered_labels,
+                    scrape_pool: d.pool,
+                })
+                .collect(),
+            dropped_counts: self.dropped_counts(),
+            pools: self.pools(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,50 +302,5 @@ mod tests {
         assert_eq!(format_prom_duration(Duration::from_secs(3600)), "1h");
         assert_eq!(format_prom_duration(Duration::from_millis(1500)), "1s500ms");
         assert_eq!(format_prom_duration(Duration::ZERO), "0s");
-    }
-}
-
-/// The scrape service of `strata serve --config.file` and `strata agent`, as the API sees it.
-impl TargetsSource for strata_ingest::scrape::ScrapeService {
-    fn snapshot(&self) -> TargetsSnapshot {
-        use strata_ingest::scrape::TargetHealth;
-        let snap = self.targets();
-        let ms = |t: std::time::SystemTime| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0)
-        };
-        TargetsSnapshot {
-            active: snap
-                .active
-                .into_iter()
-                .map(|t| ActiveTarget {
-                    discovered_labels: t.discovered_labels,
-                    labels: t.labels,
-                    scrape_pool: t.pool,
-                    scrape_url: t.url,
-                    last_error: t.status.last_error.unwrap_or_default(),
-                    last_scrape_ms: t.status.last_scrape.map(ms),
-                    last_scrape_duration: t.status.last_scrape_duration.unwrap_or_default(),
-                    health: match t.status.health {
-                        TargetHealth::Up => Health::Up,
-                        TargetHealth::Down => Health::Down,
-                        TargetHealth::Unknown => Health::Unknown,
-                    },
-                    scrape_interval: t.interval,
-                    scrape_timeout: t.timeout,
-                })
-                .collect(),
-            dropped: snap
-                .dropped
-                .into_iter()
-                .map(|d| DroppedTarget {
-                    discovered_labels: d.discovered_labels,
-                    scrape_pool: d.pool,
-                })
-                .collect(),
-            dropped_counts: self.dropped_counts(),
-            pools: self.pools(),
-        }
     }
 }

@@ -1,7 +1,8 @@
-//! A fast non-cryptographic hasher for the ingest hot paths' in-process maps (series refs,
-//! scrape-cache keys), where SipHash's flooding resistance buys nothing: the keys come from our
-//! own WAL and from targets the operator configured. Words are mixed with a multiply-rotate
-//! step (FxHash's scheme).
+//! A fast non-cryptographic hasher for in-process maps on hot paths (series refs, scrape-cache
+//! keys, label-set addresses in the query caches), where SipHash's flooding resistance buys
+//! nothing: the keys are our own refs and addresses, or come from targets the operator
+//! configured. Words are mixed with a multiply-rotate step (FxHash's scheme) and the result is
+//! avalanched so the low bits hash tables use depend on every input bit.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
