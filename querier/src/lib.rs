@@ -3,3 +3,4 @@
 
 pub mod api;
 pub mod remote_read;
+pub mod bucket;
