@@ -167,7 +167,8 @@ pub struct BucketBlockQuerier {
 /// A matching series before its chunks are fetched.
 struct Pending {
     labels: Labels,
-    chunks: Vec<ChunkMeta>,
+    /// The chunks to read, each with the ref of the series' next chunk (bounds its end).
+    chunks: Vec<(ChunkMeta, Option<u64>)>,
     deleted: Option<Intervals>,
 }
 
@@ -182,13 +183,18 @@ impl BucketBlockQuerier {
             let mut chunks = Vec::new();
             b.index.series(id, &mut lbuf, &mut chunks)?;
             let deleted = b.tombstones.get(id as u64).cloned();
-            chunks.retain(|c| {
-                c.max_time >= mint
-                    && c.min_time <= maxt
-                    && !deleted
-                        .as_ref()
-                        .is_some_and(|d| d.covers(c.min_time, c.max_time))
-            });
+            let chunks: Vec<(ChunkMeta, Option<u64>)> = chunks
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| {
+                    c.max_time >= mint
+                        && c.min_time <= maxt
+                        && !deleted
+                            .as_ref()
+                            .is_some_and(|d| d.covers(c.min_time, c.max_time))
+                })
+                .map(|(i, c)| (*c, chunks.get(i + 1).map(|n| n.chunk_ref)))
+                .collect();
             if chunks.is_empty() {
                 continue;
             }
@@ -278,14 +284,14 @@ impl BatchedSeriesSet {
     fn fill(&mut self) -> Result<()> {
         let n = self.pending.len().min(SERIES_BATCH);
         let batch: Vec<Pending> = self.pending.drain(..n).collect();
-        let refs: Vec<u64> = batch
+        let refs: Vec<(u64, Option<u64>)> = batch
             .iter()
-            .flat_map(|p| p.chunks.iter().map(|c| c.chunk_ref))
+            .flat_map(|p| p.chunks.iter().map(|(c, next)| (c.chunk_ref, *next)))
             .collect();
         let mut got = self.io.fetch_chunks(&*self.block, &refs)?;
         for p in batch {
             let mut chunks = Vec::with_capacity(p.chunks.len());
-            for c in &p.chunks {
+            for (c, _) in &p.chunks {
                 let b = got.get(&c.chunk_ref).cloned().ok_or_else(|| Error::Block {
                     ulid: self.block.meta.ulid.to_string(),
                     detail: format!("chunk {:#x} was not fetched", c.chunk_ref),

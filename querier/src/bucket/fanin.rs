@@ -18,9 +18,7 @@ use std::sync::Arc;
 
 use strata_tsdb::labels::{Labels, Matcher};
 use strata_tsdb::storage::merge::MergeQuerier;
-use strata_tsdb::storage::{
-    Querier, Queryable, SampleIterator, SelectHints, Series, SeriesSet,
-};
+use strata_tsdb::storage::{Querier, Queryable, SampleIterator, SelectHints, Series, SeriesSet};
 use strata_tsdb::Result;
 
 /// Gap threshold used before the followed replica's sample interval is known (at the start,
@@ -85,7 +83,12 @@ struct DedupQuerier {
 }
 
 impl Querier for DedupQuerier {
-    fn select(&self, _sorted: bool, hints: Option<&SelectHints>, matchers: &[Matcher]) -> SeriesSet {
+    fn select(
+        &self,
+        _sorted: bool,
+        hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> SeriesSet {
         let names: Vec<&str> = self.replica_labels.iter().map(|s| s.as_str()).collect();
         let mut all: Vec<(Labels, Box<dyn Series>)> = Vec::new();
         for s in self.inner.select(true, hints, matchers) {

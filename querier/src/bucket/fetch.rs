@@ -2,9 +2,10 @@
 //! segment object to request (one range per run of wanted chunks whose gaps are at most
 //! `gap` bytes), and cutting the chunks out of the fetched bytes.
 //!
-//! A chunk reference gives only where a chunk starts. Its end is estimated as the start of the
-//! next wanted chunk of the same segment (chunks do not overlap), or `start +
-//! MAX_CHUNK_ESTIMATE` for the last one of a run, clamped to the object's size. When a chunk
+//! A chunk reference gives only where a chunk starts. Its end is bounded by a hint (the start
+//! of the series' next chunk in the same segment, which the index tells), by the start of the
+//! next wanted chunk of the same segment (chunks do not overlap), or else estimated as
+//! `start + MAX_CHUNK_ESTIMATE`; always clamped to the object's size. When a chunk
 //! turns out longer than estimated, the caller fetches it again with its exact length.
 
 use std::ops::Range;
@@ -25,16 +26,20 @@ pub struct PlannedRange {
     pub offsets: Vec<u64>,
 }
 
-/// Plans the GETs for the chunks starting at `offsets` (any order, duplicates allowed) of a
-/// segment object of `size` bytes. Wanted chunks closer than `gap` bytes share a GET.
-pub fn plan_ranges(offsets: &[u64], size: u64, gap: u64) -> Vec<PlannedRange> {
-    let mut offs: Vec<u64> = offsets.to_vec();
+/// Plans the GETs for the chunks starting at the given offsets (any order, duplicates
+/// allowed), each with an optional bound of its end, of a segment object of `size` bytes.
+/// Wanted chunks closer than `gap` bytes share a GET.
+pub fn plan_ranges(chunks: &[(u64, Option<u64>)], size: u64, gap: u64) -> Vec<PlannedRange> {
+    let mut offs: Vec<(u64, Option<u64>)> = chunks.to_vec();
     offs.sort_unstable();
-    offs.dedup();
+    offs.dedup_by_key(|c| c.0);
     let mut out: Vec<PlannedRange> = Vec::new();
-    for (i, &o) in offs.iter().enumerate() {
+    for (i, &(o, hint)) in offs.iter().enumerate() {
         let mut end = o.saturating_add(MAX_CHUNK_ESTIMATE).min(size);
-        if let Some(&next) = offs.get(i + 1) {
+        if let Some(h) = hint.filter(|&h| h > o) {
+            end = end.min(h);
+        }
+        if let Some(&(next, _)) = offs.get(i + 1) {
             end = end.min(next);
         }
         let end = end.max(o);
@@ -111,25 +116,33 @@ mod tests {
     #[test]
     fn plans_merge_nearby_chunks_and_bound_estimates() {
         // Three adjacent chunks and one far away: two GETs.
-        let p = plan_ranges(&[100_000, 8, 200, 500, 8], 2_000_000, 1024);
+        let p = plan_ranges(&no_hints(&[100_000, 8, 200, 500, 8]), 2_000_000, 1024);
         assert_eq!(p.len(), 2, "{p:?}");
         assert_eq!(p[0].offsets, vec![8, 200, 500]);
         assert_eq!(p[0].range, 8..500 + MAX_CHUNK_ESTIMATE);
         assert_eq!(p[1].range, 100_000..100_000 + MAX_CHUNK_ESTIMATE);
         // Each estimate ends where the next wanted chunk starts, so touching chunks merge
         // even with no gap allowed.
-        let p = plan_ranges(&[8, 200, 500, 1000], 2_000_000, 0);
+        let p = plan_ranges(&no_hints(&[8, 200, 500, 1000]), 2_000_000, 0);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].range, 8..1000 + MAX_CHUNK_ESTIMATE);
-        let p = plan_ranges(&[8, 100_000], 2_000_000, 1024);
+        let p = plan_ranges(&no_hints(&[8, 100_000]), 2_000_000, 1024);
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].range, 8..8 + MAX_CHUNK_ESTIMATE);
         // Clamped to the object's size.
-        let p = plan_ranges(&[8], 300, 0);
+        let p = plan_ranges(&no_hints(&[8]), 300, 0);
         assert_eq!(p[0].range, 8..300);
         // A large gap setting merges far chunks into one request.
-        let p = plan_ranges(&[8, 100_000], 2_000_000, 200_000);
+        let p = plan_ranges(&no_hints(&[8, 100_000]), 2_000_000, 200_000);
         assert_eq!(p.len(), 1);
+        // A hint bounds the last chunk of a run.
+        let p = plan_ranges(&[(8, Some(300)), (5000, None)], 2_000_000, 0);
+        assert_eq!(p[0].range, 8..300);
+        assert_eq!(p[1].range, 5000..5000 + MAX_CHUNK_ESTIMATE);
+    }
+
+    fn no_hints(o: &[u64]) -> Vec<(u64, Option<u64>)> {
+        o.iter().map(|&o| (o, None)).collect()
     }
 
     #[test]

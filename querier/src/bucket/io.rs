@@ -106,17 +106,18 @@ impl Io {
     }
 
     /// The bytes (encoding byte + data) of the chunks `refs` of `block`, from the cache or by
-    /// ranged GETs of the chunk segment objects, nearby chunks merged into one GET.
+    /// ranged GETs of the chunk segment objects, nearby chunks merged into one GET. Each ref
+    /// may come with a bound of where the chunk ends (the next chunk's ref of its series).
     pub fn fetch_chunks(
         &self,
         block: &dyn ChunkSource,
-        refs: &[u64],
+        refs: &[(u64, Option<u64>)],
     ) -> Result<HashMap<u64, Bytes>, Error> {
         let id = block.id();
         let segs = block.segments();
         let mut out: HashMap<u64, Bytes> = HashMap::with_capacity(refs.len());
-        let mut by_seg: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-        for &r in refs {
+        let mut by_seg: BTreeMap<u32, Vec<(u64, Option<u64>)>> = BTreeMap::new();
+        for &(r, next) in refs {
             if out.contains_key(&r) {
                 continue;
             }
@@ -125,7 +126,11 @@ impl Io {
                 continue;
             }
             let (s, o) = unpack_chunk_ref(r);
-            by_seg.entry(s).or_default().push(o as u64);
+            let hint = next
+                .map(unpack_chunk_ref)
+                .filter(|(ns, _)| *ns == s)
+                .map(|(_, no)| no as u64);
+            by_seg.entry(s).or_default().push((o as u64, hint));
         }
         if by_seg.is_empty() {
             return Ok(out);

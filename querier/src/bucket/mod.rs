@@ -140,12 +140,11 @@ impl BucketStore {
         cache_dir: PathBuf,
         opts: BucketStoreOptions,
     ) -> StoreResult<BucketStore> {
-        std::fs::create_dir_all(&cache_dir)
-            .map_err(|e| StoreError::Io {
-                op: "create directory",
-                path: cache_dir.clone(),
-                source: e,
-            })?;
+        std::fs::create_dir_all(&cache_dir).map_err(|e| StoreError::Io {
+            op: "create directory",
+            path: cache_dir.clone(),
+            source: e,
+        })?;
         let rt = IoRuntime::new().map_err(|e| StoreError::Io {
             op: "start bucket I/O runtime for",
             path: cache_dir.clone(),

@@ -85,10 +85,10 @@ mod tests {
     #[test]
     fn coarsest_first_then_finer_fills_gaps() {
         let blocks = [
-            span(1, 0, 10, 0),         // raw 0-10h
-            span(2, 10, 20, 0),        // raw 10-20h
-            span(3, 0, 12, 300_000),   // 5m 0-12h
-            span(4, 0, 8, 3_600_000),  // 1h 0-8h
+            span(1, 0, 10, 0),        // raw 0-10h
+            span(2, 10, 20, 0),       // raw 10-20h
+            span(3, 0, 12, 300_000),  // 5m 0-12h
+            span(4, 0, 8, 3_600_000), // 1h 0-8h
             span(5, 30, 40, 300_000), // 5m far away
         ];
         let mut got = choose_blocks(&blocks, 0, 15 * H, 3_600_000);
