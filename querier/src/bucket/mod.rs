@@ -134,12 +134,22 @@ pub struct BucketStoreStats {
 
 impl BucketStore {
     /// A store over `bucket` caching index files under `cache_dir` (created if needed). No
-    /// block is served before the first [`BucketStore::sync`].
+    /// block is served before the first [`BucketStore::sync`]. `cache_dir` must be the store's
+    /// own: block-named directories in it that the bucket does not serve are removed, so a
+    /// database directory (one with `wal/` or `lock`) is refused.
     pub fn new(
         bucket: Bucket,
         cache_dir: PathBuf,
         opts: BucketStoreOptions,
     ) -> StoreResult<BucketStore> {
+        if cache_dir.join("wal").exists() || cache_dir.join("lock").exists() {
+            return Err(StoreError::Invalid {
+                what: "bucket cache directory",
+                value: cache_dir.display().to_string(),
+                detail: "is a database directory; give the bucket store a directory of its own"
+                    .into(),
+            });
+        }
         std::fs::create_dir_all(&cache_dir).map_err(|e| StoreError::Io {
             op: "create directory",
             path: cache_dir.clone(),

@@ -561,6 +561,8 @@ fn fan_in_does_not_double_a_block_both_local_and_in_the_bucket() {
     copy_dir(b1, &local_dir.join(m1.ulid.to_string()));
     let local = Db::open(&local_dir, opts()).unwrap();
     assert_eq!(local.blocks().len(), 1);
+    // The database directory cannot double as the bucket cache.
+    assert!(BucketStore::new(f.bucket.clone(), local_dir.clone(), test_opts()).is_err());
     let store = f.store("cache", test_opts());
     store.sync_blocking().unwrap();
     let fan = FanIn::new(vec![local.clone(), Arc::new(store.clone())]);
