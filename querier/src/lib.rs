@@ -2,4 +2,5 @@
 //! that serves blocks in object storage, and the fan-in with replica deduplication.
 
 pub mod api;
+pub mod bucket;
 pub mod remote_read;
