@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, require_tool, strata, urlencode, Proc};
+use common::{free_port, get_json, http_get, require_tool, strata, urlencode, Proc};
 
 fn start_strata(dir: &Path, port: u16, log: PathBuf) -> Proc {
     let mut p = Proc::spawn(
@@ -26,23 +26,6 @@ fn start_strata(dir: &Path, port: u16, log: PathBuf) -> Proc {
     );
     p.wait_ready(port, "/-/ready", Duration::from_secs(60));
     p
-}
-
-fn get_json(port: u16, path: &str, params: &[(&str, String)]) -> serde_json::Value {
-    let mut target = path.to_string();
-    for (i, (k, v)) in params.iter().enumerate() {
-        target.push(if i == 0 { '?' } else { '&' });
-        target.push_str(k);
-        target.push('=');
-        target.push_str(&urlencode(v));
-    }
-    let (status, body) = http_get(port, &target).unwrap_or_else(|e| panic!("GET {target}: {e}"));
-    serde_json::from_slice(&body).unwrap_or_else(|e| {
-        panic!(
-            "GET {target}: status {status}, bad JSON ({e}): {}",
-            String::from_utf8_lossy(&body)
-        )
-    })
 }
 
 /// A query result reduced to comparable form: labels → values (strings as the API gives them).

@@ -11,24 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, http_request, require_tool, strata, urlencode, Proc};
-
-fn get_json(port: u16, path: &str, params: &[(&str, String)]) -> serde_json::Value {
-    let mut target = path.to_string();
-    for (i, (k, v)) in params.iter().enumerate() {
-        target.push(if i == 0 { '?' } else { '&' });
-        target.push_str(k);
-        target.push('=');
-        target.push_str(&urlencode(v));
-    }
-    let (status, body) = http_get(port, &target).unwrap_or_else(|e| panic!("GET {target}: {e}"));
-    serde_json::from_slice(&body).unwrap_or_else(|e| {
-        panic!(
-            "GET {target}: status {status}, bad JSON ({e}): {}",
-            String::from_utf8_lossy(&body)
-        )
-    })
-}
+use common::{free_port, get_json, http_get, http_request, require_tool, strata, urlencode, Proc};
 
 /// `count by (__name__)` over the node job at `t`, as name → count.
 fn series_per_name(port: u16, t: f64) -> BTreeMap<String, String> {

@@ -193,6 +193,25 @@ pub fn urlencode(s: &str) -> String {
     o
 }
 
+/// `GET path?params` (values URL-encoded) on 127.0.0.1:`port`, parsed as JSON; panics naming
+/// the request on a transport error or a body that is not JSON.
+pub fn get_json(port: u16, path: &str, params: &[(&str, String)]) -> serde_json::Value {
+    let mut target = path.to_string();
+    for (i, (k, v)) in params.iter().enumerate() {
+        target.push(if i == 0 { '?' } else { '&' });
+        target.push_str(k);
+        target.push('=');
+        target.push_str(&urlencode(v));
+    }
+    let (status, body) = http_get(port, &target).unwrap_or_else(|e| panic!("GET {target}: {e}"));
+    serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "GET {target}: status {status}, bad JSON ({e}): {}",
+            String::from_utf8_lossy(&body)
+        )
+    })
+}
+
 /// A minimal HTTP/1.1 GET to 127.0.0.1 (`Connection: close`, chunked bodies decoded).
 pub fn http_get(port: u16, target: &str) -> Result<(u16, Vec<u8>), String> {
     http_request(port, "GET", target, None)
