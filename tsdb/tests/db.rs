@@ -323,7 +323,12 @@ fn retention_guard_keeps_blocks_until_allowed() {
         .expect("lock")
         .extend(all.iter().map(|b| b.ulid()));
     db.apply_retention().expect("retention");
-    let newest = db.blocks().iter().map(|b| b.max_time()).max().expect("blocks");
+    let newest = db
+        .blocks()
+        .iter()
+        .map(|b| b.max_time())
+        .max()
+        .expect("blocks");
     assert!(db.blocks().iter().all(|b| newest - b.max_time() < 3 * H));
     assert_eq!(block_dirs(tmp.path()).len(), db.blocks().len());
 }
