@@ -250,18 +250,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
         ..Default::default()
     });
     let flags = flags_map(&args);
-    let (bucket, _) = open_bucket(&args)?;
-    let ext: std::collections::BTreeMap<String, String> = external_labels
-        .iter()
-        .map(|l| (l.name.to_string(), l.value.to_string()))
-        .collect();
-    let shipper = Arc::new(
-        Shipper::new(bucket, &args.path, ext, "strata")
-            .with_upload_compacted(args.upload_compacted),
-    );
-    let guard_shipper = shipper.clone();
+    // Retention deletes a block only once it is shipped; the shipper exists once the data
+    // directory is locked (so a second process never touches its bucket directory).
+    let shipper_slot: Arc<std::sync::OnceLock<Arc<Shipper>>> = Arc::default();
+    let slot = shipper_slot.clone();
     let opts = DbOptions {
-        retention_guard: Some(RetentionGuard::new(move |id| guard_shipper.shipped(id))),
+        retention_guard: Some(RetentionGuard::new(move |id| {
+            slot.get().is_some_and(|s| s.shipped(id))
+        })),
         ..opts
     };
     let db = Db::open(&args.path, opts)
@@ -269,6 +265,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
     for b in db.broken_blocks() {
         tracing::error!(block = %b.dir.display(), error = %b.error, "block skipped");
     }
+    let (bucket, _) = open_bucket(&args)?;
+    let ext: std::collections::BTreeMap<String, String> = external_labels
+        .iter()
+        .map(|l| (l.name.to_string(), l.value.to_string()))
+        .collect();
+    let weak_db = Arc::downgrade(&db);
+    let shipper = Arc::new(
+        Shipper::new(bucket, &args.path, ext, "strata")
+            .with_upload_compacted(args.upload_compacted)
+            // Only blocks the database opened: broken ones are never uploaded.
+            .with_filter(move |id| {
+                weak_db
+                    .upgrade()
+                    .is_some_and(|db| db.blocks().iter().any(|b| b.ulid() == *id))
+            }),
+    );
+    let _ = shipper_slot.set(shipper.clone());
     tracing::info!(
         path = %args.path.display(),
         series = db.head().num_series(),

@@ -127,6 +127,9 @@ struct Inner {
     failures: HashMap<Ulid, Failure>,
 }
 
+/// A predicate on block IDs.
+pub type BlockFilter = Box<dyn Fn(&Ulid) -> bool + Send + Sync>;
+
 /// Uploads local blocks to a bucket; see the module documentation.
 pub struct Shipper {
     bucket: Bucket,
@@ -134,6 +137,8 @@ pub struct Shipper {
     labels: BTreeMap<String, String>,
     source: String,
     upload_compacted: bool,
+    /// Only blocks for which this returns true are shipped (e.g. blocks the database opened).
+    filter: Option<BlockFilter>,
     backoff_base: Duration,
     backoff_cap: Duration,
     inner: Mutex<Inner>,
@@ -180,6 +185,7 @@ impl Shipper {
             labels: external_labels,
             source: source.to_string(),
             upload_compacted: false,
+            filter: None,
             backoff_base: Duration::from_secs(10),
             backoff_cap: Duration::from_secs(600),
             inner: Mutex::new(Inner {
@@ -196,6 +202,13 @@ impl Shipper {
     /// Also upload compacted blocks (level > 1), as Thanos's `--shipper.upload-compacted`.
     pub fn with_upload_compacted(mut self, on: bool) -> Self {
         self.upload_compacted = on;
+        self
+    }
+
+    /// Ship only blocks for which `f` returns true (`strata serve` passes "the database opened
+    /// this block", so broken blocks are never uploaded); others are skipped this time.
+    pub fn with_filter(mut self, f: impl Fn(&Ulid) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Box::new(f));
         self
     }
 
@@ -299,6 +312,10 @@ impl Shipper {
         for (dir, meta) in &blocks {
             let id = meta.ulid;
             if self.shipped(&id) {
+                continue;
+            }
+            if self.filter.as_ref().is_some_and(|f| !f(&id)) {
+                report.skipped.push(id);
                 continue;
             }
             if meta.compaction.level > 1 && !self.upload_compacted {
@@ -652,6 +669,21 @@ mod tests {
             .with_upload_compacted(true);
         let r = rt.block_on(s.sync()).unwrap();
         assert_eq!(r.uploaded, vec![c, d]);
+    }
+
+    #[test]
+    fn filter_holds_blocks_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = make_block(tmp.path(), 1, 1, vec![]);
+        let b = make_block(tmp.path(), 2, 1, vec![]);
+        let bucket: Bucket = Arc::new(InMemory::new());
+        let rt = rt();
+        let s =
+            Shipper::new(bucket, tmp.path(), labels(), "strata").with_filter(move |id| *id != b);
+        let r = rt.block_on(s.sync()).unwrap();
+        assert_eq!(r.uploaded, vec![a]);
+        assert_eq!(r.skipped, vec![b]);
+        assert!(!s.shipped(&b));
     }
 
     #[test]
