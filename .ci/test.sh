@@ -17,6 +17,14 @@ for tool in prometheus promtool prometheus-node-exporter; do
   command -v "$tool" >/dev/null || { echo "$tool is required and could not be installed" >&2; exit 1; }
 done
 
+# moto's S3 server for the object-storage tests (tests/long_term_s3.rs).
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "installing: moto[server] (PyPI)"
+  python3 -m pip install --quiet 'moto[server]' || pip install --quiet 'moto[server]' || true
+  hash -r
+fi
+command -v moto_server >/dev/null || { echo "moto_server is required and could not be installed (pip install 'moto[server]')" >&2; exit 1; }
+
 if [[ ! -d ../shared/prometheus ]]; then
   echo "../shared/prometheus (Prometheus's test data) must be beside the repository" >&2
   exit 1

@@ -1,18 +1,21 @@
 //! `strata serve`: opens the data directory (WAL replay, blocks), runs background compaction
 //! and retention, and serves HTTP: the Prometheus query API (`strata_querier::api`), health,
 //! readiness and self-metrics, the remote-write receiver, and — with `--config.file` — the
-//! scrape service, reloaded on SIGHUP and `POST /-/reload`.
+//! scrape service, reloaded on SIGHUP and `POST /-/reload`. A shipper uploads every block the
+//! database persists to object storage (`--objstore.config[-file]`, by default a FILESYSTEM
+//! bucket at `<storage.tsdb.path>/bucket`) and local retention deletes only shipped blocks.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use strata_compactor::shipper::Shipper;
 use strata_ingest::config::Config;
 use strata_ingest::scrape::{Appendable, ScrapeService};
 use strata_promql::{Engine, EngineOptions};
 use strata_querier::api::{ApiConfig, ApiState};
-use strata_tsdb::db::{Db, DbOptions};
+use strata_tsdb::db::{Db, DbOptions, RetentionGuard};
 use strata_tsdb::Labels;
 
 use crate::tsdb_cmd::parse_duration_ms;
@@ -54,6 +57,88 @@ pub struct ServeArgs {
     /// Maximum number of queries evaluated at once; more wait for a slot.
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
     max_concurrency: usize,
+    /// Object storage configuration file (Thanos's objstore YAML). Without it (and without
+    /// --objstore.config), blocks are shipped to a FILESYSTEM bucket at
+    /// <storage.tsdb.path>/bucket.
+    #[arg(long = "objstore.config-file", conflicts_with = "objstore_config")]
+    objstore_config_file: Option<PathBuf>,
+    /// Object storage configuration as YAML text (alternative to --objstore.config-file).
+    #[arg(long = "objstore.config")]
+    objstore_config: Option<String>,
+    /// Also ship compacted blocks (level > 1), and keep local compaction on.
+    #[arg(long = "shipper.upload-compacted")]
+    upload_compacted: bool,
+    /// How often the shipper looks for new blocks.
+    #[arg(long = "shipper.interval", default_value = "30s", hide = true)]
+    shipper_interval: String,
+    /// Range of blocks persisted from the head (Prometheus's hidden flag).
+    #[arg(
+        long = "storage.tsdb.min-block-duration",
+        default_value = "2h",
+        hide = true
+    )]
+    min_block_duration: String,
+    /// Largest block local compaction may produce (Prometheus's hidden flag). Defaults to 10%
+    /// of the retention; while blocks are shipped without --shipper.upload-compacted it equals
+    /// --storage.tsdb.min-block-duration (no local compaction, as Thanos's sidecar requires).
+    #[arg(long = "storage.tsdb.max-block-duration", hide = true)]
+    max_block_duration: Option<String>,
+}
+
+/// How long the final shipper sync at shutdown may take.
+const FINAL_SYNC_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The bucket from `--objstore.config[-file]`, or the default FILESYSTEM bucket.
+fn open_bucket(
+    args: &ServeArgs,
+) -> Result<(
+    strata_compactor::bucket::Bucket,
+    strata_compactor::objstore::BucketDescription,
+)> {
+    use strata_compactor::objstore;
+    let (bucket, desc) = if let Some(p) = &args.objstore_config_file {
+        objstore::from_file(p).context("--objstore.config-file")?
+    } else if let Some(text) = &args.objstore_config {
+        objstore::from_yaml(text).context("--objstore.config")?
+    } else {
+        let dir = args.path.join("bucket");
+        tracing::info!(
+            dir = %dir.display(),
+            "no --objstore.config-file: shipping blocks to a local FILESYSTEM bucket"
+        );
+        objstore::filesystem(&dir).context("default FILESYSTEM bucket")?
+    };
+    for f in &desc.ignored {
+        tracing::warn!(field = %f, "objstore configuration: accepted but not implemented");
+    }
+    tracing::info!(bucket = %desc, "object storage");
+    Ok((bucket, desc))
+}
+
+/// Runs `shipper.sync` now and then every `every` until `stop` fires.
+async fn ship_loop(
+    shipper: Arc<Shipper>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    uploads: prometheus_client::metrics::counter::Counter,
+    failures: prometheus_client::metrics::counter::Counter,
+) {
+    loop {
+        match shipper.sync().await {
+            Ok(r) => {
+                uploads.inc_by(r.uploaded.len() as u64);
+                failures.inc_by(r.failed.len() as u64);
+            }
+            Err(e) => {
+                failures.inc();
+                tracing::error!(error = %e, "shipper sync failed");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Loads `--config.file`, logging the parts Strata accepts but does not implement.
@@ -98,7 +183,44 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    let block_range =
+        parse_duration_ms(&args.min_block_duration).context("--storage.tsdb.min-block-duration")?;
+    if block_range <= 0 {
+        anyhow::bail!("--storage.tsdb.min-block-duration must be positive");
+    }
+    let max_block_range = match &args.max_block_duration {
+        Some(s) => parse_duration_ms(s).context("--storage.tsdb.max-block-duration")?,
+        None => 0,
+    };
+    if max_block_range != 0 && max_block_range < block_range {
+        anyhow::bail!(
+            "--storage.tsdb.max-block-duration is below --storage.tsdb.min-block-duration"
+        );
+    }
+    let max_block_range = if args.upload_compacted {
+        max_block_range
+    } else {
+        if max_block_range > block_range {
+            anyhow::bail!(
+                "--storage.tsdb.max-block-duration must equal --storage.tsdb.min-block-duration \
+                 while blocks are shipped (compacted blocks are not uploaded); \
+                 pass --shipper.upload-compacted to keep local compaction"
+            );
+        }
+        block_range
+    };
+    let ship_every = std::time::Duration::from_millis(
+        parse_duration_ms(&args.shipper_interval)
+            .context("--shipper.interval")?
+            .max(1) as u64,
+    );
     let opts = DbOptions {
+        block_range,
+        max_block_range,
+        // Prometheus looks for work every minute; small test block ranges need it sooner.
+        compaction_interval: Some(std::time::Duration::from_millis(
+            (block_range / 8).clamp(1_000, 60_000) as u64,
+        )),
         retention_time: if args.retention_time == "0" {
             0
         } else {
@@ -128,11 +250,38 @@ pub fn run(args: ServeArgs) -> Result<()> {
         ..Default::default()
     });
     let flags = flags_map(&args);
+    // Retention deletes a block only once it is shipped; the shipper exists once the data
+    // directory is locked (so a second process never touches its bucket directory).
+    let shipper_slot: Arc<std::sync::OnceLock<Arc<Shipper>>> = Arc::default();
+    let slot = shipper_slot.clone();
+    let opts = DbOptions {
+        retention_guard: Some(RetentionGuard::new(move |id| {
+            slot.get().is_some_and(|s| s.shipped(id))
+        })),
+        ..opts
+    };
     let db = Db::open(&args.path, opts)
         .with_context(|| format!("opening data directory {}", args.path.display()))?;
     for b in db.broken_blocks() {
         tracing::error!(block = %b.dir.display(), error = %b.error, "block skipped");
     }
+    let (bucket, _) = open_bucket(&args)?;
+    let ext: std::collections::BTreeMap<String, String> = external_labels
+        .iter()
+        .map(|l| (l.name.to_string(), l.value.to_string()))
+        .collect();
+    let weak_db = Arc::downgrade(&db);
+    let shipper = Arc::new(
+        Shipper::new(bucket, &args.path, ext, "strata")
+            .with_upload_compacted(args.upload_compacted)
+            // Only blocks the database opened: broken ones are never uploaded.
+            .with_filter(move |id| {
+                weak_db
+                    .upgrade()
+                    .is_some_and(|db| db.blocks().iter().any(|b| b.ulid() == *id))
+            }),
+    );
+    let _ = shipper_slot.set(shipper.clone());
     tracing::info!(
         path = %args.path.display(),
         series = db.head().num_series(),
@@ -159,6 +308,26 @@ pub fn run(args: ServeArgs) -> Result<()> {
             enable_lifecycle: args.enable_lifecycle,
             ..Default::default()
         },
+    ));
+    let uploads = prometheus_client::metrics::counter::Counter::default();
+    let failures = prometheus_client::metrics::counter::Counter::default();
+    state.metrics().register(
+        "strata_shipper_uploads",
+        "Blocks uploaded to object storage.",
+        uploads.clone(),
+    );
+    state.metrics().register(
+        "strata_shipper_upload_failures",
+        "Failed block uploads to object storage.",
+        failures.clone(),
+    );
+    let (stop_ship, stop_rx) = tokio::sync::watch::channel(false);
+    let ship_task = rt.spawn(ship_loop(
+        shipper.clone(),
+        ship_every,
+        stop_rx,
+        uploads,
+        failures,
     ));
     let scrape = ScrapeService::new(db.clone() as Arc<dyn Appendable>);
     state.set_targets_source(scrape.clone());
@@ -187,6 +356,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     let res = rt.block_on(serve_http(addr, state));
     rt.block_on(scrape.stop());
+    let _ = stop_ship.send(true);
+    rt.block_on(async {
+        let _ = ship_task.await;
+        match tokio::time::timeout(FINAL_SYNC_LIMIT, shipper.sync()).await {
+            Ok(Ok(r)) if !r.uploaded.is_empty() => {
+                tracing::info!(blocks = r.uploaded.len(), "shipped blocks at shutdown")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "final shipper sync failed"),
+            Err(_) => tracing::warn!(limit = ?FINAL_SYNC_LIMIT, "final shipper sync timed out"),
+        }
+    });
     db.close().context("closing storage")?;
     res
 }
@@ -233,6 +414,22 @@ fn flags_map(a: &ServeArgs) -> std::collections::BTreeMap<String, String> {
         ("query.max-samples", a.max_samples.to_string()),
         ("query.max-concurrency", a.max_concurrency.to_string()),
         ("web.enable-lifecycle", a.enable_lifecycle.to_string()),
+        (
+            "objstore.config-file",
+            a.objstore_config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        ("shipper.upload-compacted", a.upload_compacted.to_string()),
+        (
+            "storage.tsdb.min-block-duration",
+            a.min_block_duration.clone(),
+        ),
+        (
+            "storage.tsdb.max-block-duration",
+            a.max_block_duration.clone().unwrap_or_default(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -35,6 +35,16 @@ pub enum Error {
     /// An error from the storage engine (reading or writing a block).
     #[error(transparent)]
     Tsdb(#[from] strata_tsdb::Error),
+    // --- ship (objstore, shipper) ---
+    /// An objstore configuration that cannot be used; `field` is its path (`config.bucket`).
+    #[error("objstore configuration: {field}: {detail}")]
+    Config { field: String, detail: String },
+    /// The shipper's state file `thanos.shipper.json` cannot be parsed.
+    #[error("shipper state {}: {detail}", path.display())]
+    ShipperState {
+        path: std::path::PathBuf,
+        detail: String,
+    },
 }
 
 impl Error {

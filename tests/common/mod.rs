@@ -363,3 +363,49 @@ impl Drop for Proc {
         self.kill();
     }
 }
+
+/// A moto S3 server (`moto_server`, a Flask app) on a free loopback port, killed on drop.
+pub struct Moto {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+/// Starts `moto_server -H 127.0.0.1 -p <free port>` (logging to `log`), waits (bounded) until
+/// it answers, and creates `bucket` with a plain `PUT /<bucket>` (moto needs no signature).
+pub fn start_moto(bucket: &str, log: PathBuf) -> Moto {
+    let bin = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join("moto_server"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "moto_server is required for this test but is not on PATH; \
+                 `pip install 'moto[server]'` (the README's test command does)"
+            )
+        });
+    let port = free_port();
+    let mut proc = Proc::spawn(
+        "moto_server",
+        Command::new(bin)
+            .arg("-H")
+            .arg("127.0.0.1")
+            .arg("-p")
+            .arg(port.to_string()),
+        log,
+    );
+    proc.wait_ready(port, "/", Duration::from_secs(30));
+    let (code, body) = http_request(
+        port,
+        "PUT",
+        &format!("/{bucket}"),
+        Some(("text/plain", b"")),
+    )
+    .unwrap_or_else(|e| panic!("create bucket {bucket}: {e}"));
+    assert!(
+        code == 200,
+        "create bucket {bucket}: status {code}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Moto { proc, port }
+}

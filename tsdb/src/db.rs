@@ -37,6 +37,32 @@ pub struct DbOptions {
     /// Open without the lock, without writing anything (the head is rebuilt from the WAL in
     /// memory), and without background work: for `tsdb dump`/`analyze` next to a running server.
     pub read_only: bool,
+    /// Largest block compaction may produce, in ms (`--storage.tsdb.max-block-duration`).
+    /// 0: Prometheus's default (10% of the time retention, at most 31 days). Equal to
+    /// `block_range`: no compaction of persisted blocks (as Thanos's sidecar requires).
+    pub max_block_range: i64,
+    /// Retention deletes only blocks for which this returns true (e.g. "already uploaded to
+    /// object storage"); others stay until a later pass. `None`: every block may go.
+    pub retention_guard: Option<RetentionGuard>,
+}
+
+/// A predicate on block IDs that local retention must satisfy before deleting a block.
+#[derive(Clone)]
+pub struct RetentionGuard(pub Arc<dyn Fn(&ulid::Ulid) -> bool + Send + Sync>);
+
+impl RetentionGuard {
+    pub fn new(f: impl Fn(&ulid::Ulid) -> bool + Send + Sync + 'static) -> Self {
+        RetentionGuard(Arc::new(f))
+    }
+    pub fn allows(&self, id: &ulid::Ulid) -> bool {
+        (self.0)(id)
+    }
+}
+
+impl std::fmt::Debug for RetentionGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetentionGuard")
+    }
 }
 
 impl Default for DbOptions {
@@ -49,6 +75,8 @@ impl Default for DbOptions {
             wal_segment_size: crate::wal::DEFAULT_SEGMENT_SIZE,
             compaction_interval: Some(Duration::from_secs(60)),
             read_only: false,
+            max_block_range: 0,
+            retention_guard: None,
         }
     }
 }
@@ -244,7 +272,13 @@ impl Db {
     }
 
     fn compact_blocks(&self) -> Result<()> {
-        let ranges = compact::default_ranges(self.opts.block_range, self.opts.retention_time);
+        let mut ranges = compact::default_ranges(self.opts.block_range, self.opts.retention_time);
+        if self.opts.max_block_range > 0 {
+            ranges.retain(|&r| r <= self.opts.max_block_range);
+            if ranges.is_empty() {
+                ranges.push(self.opts.block_range);
+            }
+        }
         loop {
             let blocks = self.blocks();
             let metas: Vec<PlanBlock> = blocks.iter().map(|b| PlanBlock::from(b.meta())).collect();
@@ -290,6 +324,15 @@ impl Db {
             self.head_size(),
             self.opts.retention_size,
         ));
+        if let Some(guard) = &self.opts.retention_guard {
+            del.retain(|id| {
+                let ok = guard.allows(id);
+                if !ok {
+                    tracing::debug!(ulid = %id, "block beyond retention kept: not yet allowed (shipped)");
+                }
+                ok
+            });
+        }
         if del.is_empty() {
             return Ok(());
         }

@@ -284,6 +284,56 @@ fn time_retention_is_measured_from_the_newest_block() {
 }
 
 #[test]
+fn retention_guard_keeps_blocks_until_allowed() {
+    use std::sync::{Arc, Mutex};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut expect = BTreeMap::new();
+    let allowed: Arc<Mutex<Vec<ulid::Ulid>>> = Arc::new(Mutex::new(Vec::new()));
+    let a2 = allowed.clone();
+    let db = Db::open(
+        tmp.path(),
+        DbOptions {
+            retention_time: 3 * H,
+            max_block_range: H,
+            retention_guard: Some(strata_tsdb::db::RetentionGuard::new(move |id| {
+                a2.lock().expect("lock").contains(id)
+            })),
+            ..opts(H)
+        },
+    )
+    .expect("open");
+    append_range(&db, 2, BASE, BASE + 8 * H, 60_000, &mut expect);
+    db.compact().expect("compact");
+    // Nothing allowed: every block stays, and no block was compacted (max = min range).
+    let all = db.blocks();
+    assert!(all.len() >= 6, "{} blocks", all.len());
+    assert!(all.iter().all(|b| b.meta().compaction.level == 1));
+    assert_eq!(block_dirs(tmp.path()).len(), all.len());
+    // Allow the oldest block only: it alone goes, though others are beyond retention too.
+    let oldest = all[0].ulid();
+    allowed.lock().expect("lock").push(oldest);
+    db.apply_retention().expect("retention");
+    let left: Vec<ulid::Ulid> = db.blocks().iter().map(|b| b.ulid()).collect();
+    assert_eq!(left.len(), all.len() - 1);
+    assert!(!left.contains(&oldest));
+    assert!(!tmp.path().join(oldest.to_string()).exists());
+    // Allow everything: time retention applies in full.
+    allowed
+        .lock()
+        .expect("lock")
+        .extend(all.iter().map(|b| b.ulid()));
+    db.apply_retention().expect("retention");
+    let newest = db
+        .blocks()
+        .iter()
+        .map(|b| b.max_time())
+        .max()
+        .expect("blocks");
+    assert!(db.blocks().iter().all(|b| newest - b.max_time() < 3 * H));
+    assert_eq!(block_dirs(tmp.path()).len(), db.blocks().len());
+}
+
+#[test]
 fn size_retention_deletes_the_oldest_blocks() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut expect = BTreeMap::new();
