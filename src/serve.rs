@@ -15,6 +15,7 @@ use strata_ingest::config::Config;
 use strata_ingest::scrape::{Appendable, ScrapeService};
 use strata_promql::{Engine, EngineOptions};
 use strata_querier::api::{ApiConfig, ApiState};
+use strata_querier::bucket::{BucketStore, BucketStoreOptions, FanIn};
 use strata_tsdb::db::{Db, DbOptions, RetentionGuard};
 use strata_tsdb::Labels;
 
@@ -62,6 +63,14 @@ pub struct ServeArgs {
     /// <storage.tsdb.path>/bucket.
     #[arg(long = "objstore.config-file", conflicts_with = "objstore_config")]
     objstore_config_file: Option<PathBuf>,
+    /// Label naming HA replicas (Thanos's flag); series differing only in it are merged in
+    /// queries. Repeatable.
+    #[arg(long = "query.replica-label")]
+    replica_labels: Vec<String>,
+    /// How often the bucket store re-lists the bucket for blocks uploaded by others (this
+    /// server's own uploads are picked up at once).
+    #[arg(long = "store.sync-interval", default_value = "3m")]
+    store_sync_interval: String,
     /// Object storage configuration as YAML text (alternative to --objstore.config-file).
     #[arg(long = "objstore.config")]
     objstore_config: Option<String>,
@@ -118,6 +127,7 @@ fn open_bucket(
 /// Runs `shipper.sync` now and then every `every` until `stop` fires.
 async fn ship_loop(
     shipper: Arc<Shipper>,
+    store: BucketStore,
     every: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
     uploads: prometheus_client::metrics::counter::Counter,
@@ -128,6 +138,13 @@ async fn ship_loop(
             Ok(r) => {
                 uploads.inc_by(r.uploaded.len() as u64);
                 failures.inc_by(r.failed.len() as u64);
+                // Queries see an uploaded block through the bucket store before local
+                // retention may drop the local copy.
+                if !r.uploaded.is_empty() {
+                    if let Err(e) = store.sync().await {
+                        tracing::error!(error = %e, "bucket store sync failed");
+                    }
+                }
             }
             Err(e) => {
                 failures.inc();
@@ -270,6 +287,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .iter()
         .map(|l| (l.name.to_string(), l.value.to_string()))
         .collect();
+    let store = BucketStore::new(
+        bucket.clone(),
+        args.path.join("bucket-cache"),
+        BucketStoreOptions {
+            sync_interval: std::time::Duration::from_millis(
+                parse_duration_ms(&args.store_sync_interval)
+                    .context("--store.sync-interval")?
+                    .max(1) as u64,
+            ),
+            own_external_labels: ext.clone(),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("bucket store: {e}"))?;
     let weak_db = Arc::downgrade(&db);
     let shipper = Arc::new(
         Shipper::new(bucket, &args.path, ext, "strata")
@@ -296,19 +327,31 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let state = Arc::new(ApiState::new(
-        db.clone(),
-        engine,
-        ApiConfig {
-            external_labels,
-            flags,
-            config_yaml,
-            max_concurrency: args.max_concurrency,
-            storage_retention: args.retention_time.clone(),
-            enable_lifecycle: args.enable_lifecycle,
-            ..Default::default()
-        },
-    ));
+    // Queries read the head, local blocks and bucket blocks as one; a block both local and
+    // in the bucket is merged, not counted twice.
+    rt.block_on(store.sync())
+        .map_err(|e| anyhow::anyhow!("bucket store: {e}"))?;
+    let _store_sync = rt.block_on(async { store.spawn_sync_loop() });
+    let queryable: Arc<dyn strata_tsdb::storage::Queryable> = Arc::new(
+        FanIn::new(vec![db.clone(), Arc::new(store.clone())])
+            .with_replica_labels(args.replica_labels.clone()),
+    );
+    let state = Arc::new(
+        ApiState::new(
+            db.clone(),
+            engine,
+            ApiConfig {
+                external_labels,
+                flags,
+                config_yaml,
+                max_concurrency: args.max_concurrency,
+                storage_retention: args.retention_time.clone(),
+                enable_lifecycle: args.enable_lifecycle,
+                ..Default::default()
+            },
+        )
+        .with_queryable(queryable),
+    );
     let uploads = prometheus_client::metrics::counter::Counter::default();
     let failures = prometheus_client::metrics::counter::Counter::default();
     state.metrics().register(
@@ -324,6 +367,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let (stop_ship, stop_rx) = tokio::sync::watch::channel(false);
     let ship_task = rt.spawn(ship_loop(
         shipper.clone(),
+        store.clone(),
         ship_every,
         stop_rx,
         uploads,
@@ -413,6 +457,8 @@ fn flags_map(a: &ServeArgs) -> std::collections::BTreeMap<String, String> {
         ("query.timeout", a.query_timeout.clone()),
         ("query.max-samples", a.max_samples.to_string()),
         ("query.max-concurrency", a.max_concurrency.to_string()),
+        ("query.replica-label", a.replica_labels.join(",")),
+        ("store.sync-interval", a.store_sync_interval.clone()),
         ("web.enable-lifecycle", a.enable_lifecycle.to_string()),
         (
             "objstore.config-file",

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, require_tool, run, run_ok, start_moto, strata, Proc};
+use common::{free_port, get_json, require_tool, run, run_ok, start_moto, strata, Proc};
 use strata_compactor::bucket::{self, Bucket};
 use strata_tsdb::block::meta::BlockMeta;
 
@@ -258,6 +258,62 @@ fn blocks_are_shipped_to_s3_and_local_retention_waits_for_them() {
     for r in &recorded {
         assert!(in_bucket.contains(r), "state lists {r}, not in the bucket");
     }
+
+    // Queries read local and bucket blocks as one: every pushed sample is counted exactly
+    // once, though most of them now live only in the bucket, and each series has one sample
+    // per round over the whole period.
+    let pushed: f64 = summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("samples="))
+        .and_then(|v| v.parse().ok())
+        .expect("samples= in the bench summary");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+        + 600.0;
+    // Every raw sample (a range selector at the top level keeps the names).
+    let raw = get_json(
+        port,
+        "/api/v1/query",
+        &[
+            ("query", "{__name__=~\".+\"}[4h]".to_string()),
+            ("time", format!("{now:.3}")),
+        ],
+    );
+    assert_eq!(raw["status"], "success", "{raw}");
+    let per_series: Vec<usize> = raw["data"]["result"]
+        .as_array()
+        .expect("matrix")
+        .iter()
+        .map(|s| s["values"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(per_series.len(), 20, "series");
+    assert_eq!(
+        per_series.iter().sum::<usize>() as f64,
+        pushed,
+        "{per_series:?}"
+    );
+    assert!(
+        per_series.iter().all(|&n| n as f64 == pushed / 20.0),
+        "{per_series:?}"
+    );
+    // External labels of the uploaded blocks are not added twice to what is also local.
+    let series = get_json(
+        port,
+        "/api/v1/series",
+        &[
+            ("match[]", "{__name__=~\".+\"}".to_string()),
+            ("start", format!("{:.3}", now - 14400.0)),
+            ("end", format!("{now:.3}")),
+        ],
+    );
+    assert_eq!(
+        series["data"].as_array().map(Vec::len),
+        Some(20),
+        "{series}"
+    );
+
     server.kill();
     eprintln!(
         "{} blocks shipped, {} local after retention, in {:?}",

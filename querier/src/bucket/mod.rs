@@ -65,6 +65,11 @@ pub struct BucketStoreOptions {
     pub chunk_range_gap: u64,
     /// Ranged GETs in flight at once per fetch.
     pub fetch_concurrency: usize,
+    /// The external labels of the server this store runs in. Blocks carrying exactly these
+    /// (`thanos.labels`) are its own uploads: their series are served without them, as the
+    /// same data is while it is still local, so a query sees one series whether a block is
+    /// local, in the bucket, or both. Other producers' blocks get their labels attached.
+    pub own_external_labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for BucketStoreOptions {
@@ -75,6 +80,7 @@ impl Default for BucketStoreOptions {
             cache_bytes: 256 << 20,
             chunk_range_gap: 512 << 10,
             fetch_concurrency: 16,
+            own_external_labels: Default::default(),
         }
     }
 }
@@ -438,12 +444,18 @@ impl Inner {
     async fn try_load_block(&self, l: &DirListing) -> StoreResult<BucketBlock> {
         let bucket = &self.io.bucket;
         let id = l.id;
-        let meta = layout::read_meta(bucket, &id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                key: format!("{id}/{META_FILE}"),
-                detail: "disappeared during sync".into(),
-            })?;
+        let mut meta =
+            layout::read_meta(bucket, &id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: format!("{id}/{META_FILE}"),
+                    detail: "disappeared during sync".into(),
+                })?;
+        if let Some(t) = meta.thanos.as_mut() {
+            if !t.labels.is_empty() && t.labels == self.opts.own_external_labels {
+                t.labels.clear();
+            }
+        }
         let dir = self.cache_dir.join(id.to_string());
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::Io {
             op: "create directory",
