@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server: storage with WAL, background compaction and retention, HTTP endpoints.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Agent mode: scrape into a local WAL and forward over remote write (no queries).
     Agent(agent::AgentArgs),
     /// PromQL tools: run `.test` scripts, evaluate a query against a data directory.
@@ -169,7 +169,7 @@ fn main() {
     let cli = Cli::parse();
     init_tracing(&cli.log_level);
     let res = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Agent(args) => agent::run(args),
         Command::Promql { command } => match command {
             PromqlCommand::Test { files, show } => match promql_cmd::test(&files, show) {
