@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, get_json, http_get, require_tool, strata, urlencode, Proc};
+use common::{free_port, get_json, require_tool, strata, Proc};
 
 fn start_strata(dir: &Path, port: u16, log: PathBuf) -> Proc {
     let mut p = Proc::spawn(

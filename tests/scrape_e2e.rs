@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, get_json, http_get, http_request, require_tool, strata, urlencode, Proc};
+use common::{free_port, get_json, http_request, require_tool, strata, Proc};
 
 /// `count by (__name__)` over the node job at `t`, as name → count.
 fn series_per_name(port: u16, t: f64) -> BTreeMap<String, String> {
