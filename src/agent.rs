@@ -24,7 +24,7 @@ use strata_ingest::scrape::{Appendable, ScrapeService};
 use strata_querier::api::targets::targets_data;
 use strata_querier::api::{Params, TargetsSource};
 
-use crate::serve::{load_config, reload_on_signal, shutdown_signal};
+use crate::serve::{listen_and_serve, load_config, reload_on_signal};
 use crate::tsdb_cmd::parse_duration_ms;
 
 /// Flags of `strata agent`, named as Prometheus's agent mode names them.
@@ -172,16 +172,7 @@ async fn serve_http(addr: SocketAddr, state: Arc<AgentState>) -> Result<()> {
         .route("/api/v1/status/config", get(config))
         .route("/api/v1/status/flags", get(flags))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
-    tracing::info!(%addr, "agent listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server")?;
-    tracing::info!("shutting down");
-    Ok(())
+    listen_and_serve(addr, app).await
 }
 
 fn success(data: serde_json::Value) -> Response {

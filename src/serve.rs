@@ -486,6 +486,11 @@ async fn serve_http(addr: SocketAddr, state: Arc<ApiState>) -> Result<()> {
     let app = strata_querier::api::router(state.clone()).merge(
         strata_querier::api::remote::remote_router(state, Default::default()),
     );
+    listen_and_serve(addr, app).await
+}
+
+/// Serves `app` on `addr` until SIGINT/SIGTERM, finishing in-flight requests.
+pub async fn listen_and_serve(addr: SocketAddr, app: axum::Router) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
@@ -498,7 +503,7 @@ async fn serve_http(addr: SocketAddr, state: Arc<ApiState>) -> Result<()> {
     Ok(())
 }
 
-pub async fn shutdown_signal() {
+async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

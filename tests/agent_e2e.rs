@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{free_port, http_get, require_tool, strata, urlencode, Proc};
+use common::{free_port, http_get, require_tool, start_strata_serve, strata, urlencode, Proc};
 
 fn now_s() -> f64 {
     SystemTime::now()
@@ -58,21 +58,6 @@ fn start_prometheus(bin: &Path, dir: &Path, port: u16, log: std::path::PathBuf) 
     p
 }
 
-fn start_strata(dir: &Path, port: u16, log: std::path::PathBuf) -> Proc {
-    let mut p = Proc::spawn(
-        "strata serve",
-        Command::new(strata())
-            .arg("serve")
-            .arg("--storage.tsdb.path")
-            .arg(dir)
-            .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}")),
-        log,
-    );
-    p.wait_ready(port, "/-/ready", Duration::from_secs(60));
-    p
-}
-
 fn start_agent(cfg: &Path, dir: &Path, port: u16, log: std::path::PathBuf) -> Proc {
     let mut p = Proc::spawn(
         "strata agent",
@@ -112,7 +97,7 @@ fn agent_delivers_everything_through_outages_and_a_kill() {
     let pdir = tmp.path().join("prom");
     let sdir = tmp.path().join("strata");
     let mut p = start_prometheus(&prometheus, &pdir, p_port, tmp.path().join("prom-1.log"));
-    let mut s = start_strata(&sdir, s_port, tmp.path().join("strata-1.log"));
+    let mut s = start_strata_serve(&sdir, s_port, tmp.path().join("strata-1.log"));
 
     let cfg = tmp.path().join("agent.yml");
     std::fs::write(
@@ -147,7 +132,7 @@ fn agent_delivers_everything_through_outages_and_a_kill() {
     a = start_agent(&cfg, &adir, a_port, tmp.path().join("agent-2.log"));
     let agent_up = now_s();
     sleep_until(t0 + Duration::from_secs(100));
-    s = start_strata(&sdir, s_port, tmp.path().join("strata-2.log"));
+    s = start_strata_serve(&sdir, s_port, tmp.path().join("strata-2.log"));
     sleep_until(t0 + Duration::from_secs(110));
     // Stop scraping: the agent's last samples are sent within a few seconds.
     let end_s = now_s();

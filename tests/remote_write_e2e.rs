@@ -7,26 +7,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, get_json, require_tool, strata, Proc};
-
-fn start_strata(dir: &Path, port: u16, log: PathBuf) -> Proc {
-    let mut p = Proc::spawn(
-        "strata",
-        Command::new(strata())
-            .arg("serve")
-            .arg("--storage.tsdb.path")
-            .arg(dir)
-            .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}")),
-        log,
-    );
-    p.wait_ready(port, "/-/ready", Duration::from_secs(60));
-    p
-}
+use common::{free_port, get_json, require_tool, start_strata_serve, Proc};
 
 /// A query result reduced to comparable form: labels → values (strings as the API gives them).
 fn canon(v: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
@@ -92,7 +76,7 @@ fn prometheus_remote_writes_node_exporter_data_to_strata() {
         p
     };
     let sdir = tmp.path().join("strata");
-    let mut s = start_strata(&sdir, s_port, tmp.path().join("strata-1.log"));
+    let mut s = start_strata_serve(&sdir, s_port, tmp.path().join("strata-1.log"));
 
     let cfg = tmp.path().join("prometheus.yml");
     std::fs::write(
@@ -122,7 +106,7 @@ fn prometheus_remote_writes_node_exporter_data_to_strata() {
     std::thread::sleep(Duration::from_secs(12));
     s.kill();
     std::thread::sleep(Duration::from_secs(2));
-    s = start_strata(&sdir, s_port, tmp.path().join("strata-2.log"));
+    s = start_strata_serve(&sdir, s_port, tmp.path().join("strata-2.log"));
 
     while started.elapsed() < Duration::from_secs(32) {
         std::thread::sleep(Duration::from_millis(200));

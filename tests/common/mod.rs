@@ -193,6 +193,23 @@ pub fn urlencode(s: &str) -> String {
     o
 }
 
+/// Starts `strata serve` on `dir` at 127.0.0.1:`port` with default flags and waits (bounded)
+/// until it is ready.
+pub fn start_strata_serve(dir: &Path, port: u16, log: PathBuf) -> Proc {
+    let mut p = Proc::spawn(
+        "strata serve",
+        Command::new(strata())
+            .arg("serve")
+            .arg("--storage.tsdb.path")
+            .arg(dir)
+            .arg("--web.listen-address")
+            .arg(format!("127.0.0.1:{port}")),
+        log,
+    );
+    p.wait_ready(port, "/-/ready", Duration::from_secs(60));
+    p
+}
+
 /// `GET path?params` (values URL-encoded) on 127.0.0.1:`port`, parsed as JSON; panics naming
 /// the request on a transport error or a body that is not JSON.
 pub fn get_json(port: u16, path: &str, params: &[(&str, String)]) -> serde_json::Value {

@@ -344,15 +344,14 @@ pub fn snappy_decompress_into(
         .map_err(|e| RemoteError::bad_request(format!("snappy: {e}")))
 }
 
-/// Decodes and validates one remote-write request (see the module documentation for the
-/// rules). An `Err` means nothing of the request can be used; series-level problems are in
-/// [`WriteBatch::invalid`] instead.
-pub fn decode_write(
+/// The checks made before a body is decompressed: content type (which picks the protocol),
+/// content encoding, and body size.
+pub(crate) fn check_envelope(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
     body: &[u8],
     limits: &WriteLimits,
-) -> Result<WriteBatch, RemoteError> {
+) -> Result<Protocol, RemoteError> {
     let protocol = parse_content_type(content_type)?;
     check_content_encoding(content_encoding)?;
     if body.len() > limits.max_body_bytes {
@@ -362,6 +361,19 @@ pub fn decode_write(
             limits.max_body_bytes
         )));
     }
+    Ok(protocol)
+}
+
+/// Decodes and validates one remote-write request (see the module documentation for the
+/// rules). An `Err` means nothing of the request can be used; series-level problems are in
+/// [`WriteBatch::invalid`] instead.
+pub fn decode_write(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    body: &[u8],
+    limits: &WriteLimits,
+) -> Result<WriteBatch, RemoteError> {
+    let protocol = check_envelope(content_type, content_encoding, body, limits)?;
     let raw = snappy_decompress(body, limits.max_decoded_bytes)?;
     match protocol {
         // The allocation-light 1.0 decoder; the prost one decides whatever it cannot.
@@ -409,15 +421,7 @@ pub(crate) fn decode_write_prost(
     body: &[u8],
     limits: &WriteLimits,
 ) -> Result<WriteBatch, RemoteError> {
-    let protocol = parse_content_type(content_type)?;
-    check_content_encoding(content_encoding)?;
-    if body.len() > limits.max_body_bytes {
-        return Err(RemoteError::too_large(format!(
-            "request body of {} bytes exceeds limit {}",
-            body.len(),
-            limits.max_body_bytes
-        )));
-    }
+    let protocol = check_envelope(content_type, content_encoding, body, limits)?;
     let raw = snappy_decompress(body, limits.max_decoded_bytes)?;
     decode_raw_prost(protocol, &raw, limits)
 }

@@ -20,10 +20,9 @@ use strata_tsdb::storage::{Appender, SeriesRef};
 use strata_tsdb::{Error as TsdbError, Label, Labels, Result as TsdbResult};
 
 use super::{
-    append_batch_at, check_content_encoding, check_series_limit, check_series_pairs,
-    decode_raw_prost, exemplar_labels, parse_content_type, raw_pairs_string,
-    snappy_decompress_into, AppendReport, Exemplar, MetricMetadata, Protocol, RawPairs, WriteBatch,
-    WriteLimits, WriteSeries, MAX_AHEAD_MS,
+    append_batch_at, check_envelope, check_series_limit, check_series_pairs, decode_raw_prost,
+    exemplar_labels, raw_pairs_string, snappy_decompress_into, AppendReport, Exemplar,
+    MetricMetadata, Protocol, RawPairs, WriteBatch, WriteLimits, WriteSeries, MAX_AHEAD_MS,
 };
 use crate::remote::RemoteError;
 
@@ -468,15 +467,7 @@ pub fn ingest_write(
     app: &mut dyn PairsAppender,
     now_ms: i64,
 ) -> Result<Ingested, RemoteError> {
-    let protocol = parse_content_type(content_type)?;
-    check_content_encoding(content_encoding)?;
-    if body.len() > limits.max_body_bytes {
-        return Err(RemoteError::too_large(format!(
-            "request body of {} bytes exceeds limit {}",
-            body.len(),
-            limits.max_body_bytes
-        )));
-    }
+    let protocol = check_envelope(content_type, content_encoding, body, limits)?;
     let mut run = |buf: &mut Vec<u8>| -> Result<Ingested, RemoteError> {
         let n = snappy_decompress_into(body, limits.max_decoded_bytes, buf)?;
         let raw = &buf[..n];
