@@ -9,3 +9,4 @@ pub mod bucket;
 pub mod error;
 
 pub use error::{Error, Result};
+pub mod downsample;
