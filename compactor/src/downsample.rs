@@ -466,7 +466,11 @@ pub fn downsample_raw(data: &[(i64, f64)], res: i64) -> Result<Vec<AggrChunkMeta
         while j < rest.len() && rest[j].0 <= cur_w {
             j += 1;
         }
-        let batch: Vec<(i64, f64)> = rest[..j].iter().copied().filter(|s| !s.1.is_nan()).collect();
+        let batch: Vec<(i64, f64)> = rest[..j]
+            .iter()
+            .copied()
+            .filter(|s| !s.1.is_nan())
+            .collect();
         rest = &rest[j..];
         if batch.is_empty() {
             continue;

@@ -9,4 +9,9 @@ pub mod bucket;
 pub mod error;
 
 pub use error::{Error, Result};
+pub mod compact;
 pub mod downsample;
+pub mod planner;
+pub mod retention;
+#[cfg(test)]
+mod testutil;

@@ -21,9 +21,15 @@ fn raw_to_5m_matches_hand_computed_aggregates() {
     assert_eq!((c.mint, c.maxt), (299_999, 840_000));
     let ts = [299_999, 599_999, 840_000];
     let at = |vals: [f64; 3]| -> Vec<(i64, f64)> { ts.iter().copied().zip(vals).collect() };
-    assert_eq!(c.chunk.samples(AggrType::Count).unwrap(), at([5.0, 5.0, 5.0]));
+    assert_eq!(
+        c.chunk.samples(AggrType::Count).unwrap(),
+        at([5.0, 5.0, 5.0])
+    );
     // 0..4 | 5,6,7,0,1 | 2..6
-    assert_eq!(c.chunk.samples(AggrType::Sum).unwrap(), at([10.0, 19.0, 20.0]));
+    assert_eq!(
+        c.chunk.samples(AggrType::Sum).unwrap(),
+        at([10.0, 19.0, 20.0])
+    );
     assert_eq!(c.chunk.samples(AggrType::Min).unwrap(), at([0.0, 0.0, 2.0]));
     assert_eq!(c.chunk.samples(AggrType::Max).unwrap(), at([4.0, 7.0, 6.0]));
     // First raw value, running totals with the reset added back, then the last raw value
@@ -66,10 +72,7 @@ fn encode_decode_round_trip_and_absent_aggregates() {
     assert_eq!(c.bytes()[0], 0);
     assert!(c.get(AggrType::Count).unwrap().is_none());
     assert!(c.get(AggrType::Max).unwrap().is_none());
-    assert_eq!(
-        c.samples(AggrType::Sum).unwrap(),
-        vec![(1, 1.5), (2, 2.5)]
-    );
+    assert_eq!(c.samples(AggrType::Sum).unwrap(), vec![(1, 1.5), (2, 2.5)]);
     assert_eq!(c.samples(AggrType::Counter).unwrap(), vec![(5, 7.0)]);
     let back = AggrChunk::new(c.bytes().to_vec());
     assert_eq!(
@@ -104,8 +107,14 @@ fn five_minutes_to_one_hour_matches_raw() {
     let raw: Vec<(i64, f64)> = (0..180).map(|i| (i * M, (i % 100) as f64)).collect();
     let five = downsample_raw(&raw, RES_5M).unwrap();
     let chunks: Vec<AggrChunk> = five.iter().map(|c| c.chunk.clone()).collect();
-    let hour = downsample_aggr(&chunks, five[0].mint, five[five.len() - 1].maxt, RES_5M, RES_1H)
-        .unwrap();
+    let hour = downsample_aggr(
+        &chunks,
+        five[0].mint,
+        five[five.len() - 1].maxt,
+        RES_5M,
+        RES_1H,
+    )
+    .unwrap();
     let mut count = Vec::new();
     let mut sum = Vec::new();
     let mut min = Vec::new();
@@ -124,8 +133,14 @@ fn five_minutes_to_one_hour_matches_raw() {
             .collect();
         assert_eq!(count[h as usize].1, vals.len() as f64);
         assert_eq!(sum[h as usize].1, vals.iter().sum::<f64>());
-        assert_eq!(min[h as usize].1, vals.iter().cloned().fold(f64::MAX, f64::min));
-        assert_eq!(max[h as usize].1, vals.iter().cloned().fold(f64::MIN, f64::max));
+        assert_eq!(
+            min[h as usize].1,
+            vals.iter().cloned().fold(f64::MAX, f64::min)
+        );
+        assert_eq!(
+            max[h as usize].1,
+            vals.iter().cloned().fold(f64::MIN, f64::max)
+        );
     }
     // Total increase of the raw counter with resets: 99 + 79 = 178 (0..99, then 0..79).
     let cs = counter_series(&hour.iter().map(|c| c.chunk.clone()).collect::<Vec<_>>()).unwrap();
