@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_tsdb::block::meta::{BlockMeta, ThanosMeta};
+use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::block::{write_block, Block, ChunkToWrite, SeriesToWrite};
 use strata_tsdb::chunkenc::{decode_xor, Encoding, XorChunk};
 use strata_tsdb::storage::is_stale_nan;
@@ -606,7 +606,7 @@ pub fn downsample_block(
     }
     let mut new_meta = meta.clone();
     new_meta.ulid = Ulid::new();
-    let mut th = meta.thanos.clone().unwrap_or_else(ThanosMeta::default);
+    let mut th = meta.thanos.clone().unwrap_or_default();
     th.downsample.resolution = resolution;
     th.source = "compactor".into();
     th.files.clear();
