@@ -436,3 +436,11 @@ mod tests {
         assert!(l.corrupt[0].1.contains("meta.json"), "{:?}", l.corrupt);
     }
 }
+
+/// A bucket over a local directory (created if missing): the `FILESYSTEM` object store type.
+pub fn local_bucket(dir: &Path) -> Result<Bucket> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+        .map_err(|e| Error::store("open", dir.display(), e))?;
+    Ok(Arc::new(fs))
+}

@@ -4,6 +4,11 @@
 //!
 //! * [`bucket`]: the Thanos bucket layout over any `object_store` (list, upload, download,
 //!   delete, marks).
+//! * [`downsample`]: Thanos's aggregate chunks (encoding 0xff) and 5m/1h downsampling.
+//! * [`planner`]: grouping by resolution and external labels, Thanos's compaction plan.
+//! * [`compact`]: a compactor pass over a bucket (garbage, compaction, downsampling).
+//! * [`retention`]: per-resolution retention, delete-delay deletion, partial-upload cleanup.
+//! * [`verify`]: thorough checks of downloaded blocks and overlap detection.
 
 pub mod bucket;
 pub mod error;
@@ -15,3 +20,4 @@ pub mod planner;
 pub mod retention;
 #[cfg(test)]
 mod testutil;
+pub mod verify;
