@@ -2,6 +2,7 @@
 //! tools). No storage or query logic lives here; it calls into the workspace crates.
 
 mod agent;
+mod compact_cmd;
 mod gofmt;
 mod promql_cmd;
 mod rwbench;
@@ -44,6 +45,15 @@ enum Command {
         #[command(subcommand)]
         command: TsdbCommand,
     },
+    /// Compact, downsample and apply retention to the blocks of an object-storage bucket.
+    Compact(compact_cmd::CompactArgs),
+    /// Tools for an object-storage bucket: ls, inspect, verify, mark, cleanup.
+    Bucket {
+        #[command(subcommand)]
+        command: compact_cmd::BucketCommand,
+    },
+    /// Apply per-resolution retention to a bucket once (marks blocks for deletion).
+    Retention(compact_cmd::RetentionCmdArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -226,6 +236,13 @@ fn main() {
                 quiet,
             ),
         },
+        Command::Compact(args) => compact_cmd::compact(args),
+        Command::Bucket { command } => match compact_cmd::bucket(command) {
+            Ok(true) => Ok(()),
+            Ok(false) => std::process::exit(1),
+            Err(e) => Err(e),
+        },
+        Command::Retention(args) => compact_cmd::retention(args),
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");

@@ -104,22 +104,19 @@ fn open_bucket(
     strata_compactor::bucket::Bucket,
     strata_compactor::objstore::BucketDescription,
 )> {
-    use strata_compactor::objstore;
-    let (bucket, desc) = if let Some(p) = &args.objstore_config_file {
-        objstore::from_file(p).context("--objstore.config-file")?
-    } else if let Some(text) = &args.objstore_config {
-        objstore::from_yaml(text).context("--objstore.config")?
-    } else {
-        let dir = args.path.join("bucket");
-        tracing::info!(
-            dir = %dir.display(),
-            "no --objstore.config-file: shipping blocks to a local FILESYSTEM bucket"
-        );
-        objstore::filesystem(&dir).context("default FILESYSTEM bucket")?
-    };
-    for f in &desc.ignored {
-        tracing::warn!(field = %f, "objstore configuration: accepted but not implemented");
+    if let Some(opened) = crate::compact_cmd::open_objstore(
+        args.objstore_config_file.as_deref(),
+        args.objstore_config.as_deref(),
+    )? {
+        return Ok(opened);
     }
+    let dir = args.path.join("bucket");
+    tracing::info!(
+        dir = %dir.display(),
+        "no --objstore.config-file: shipping blocks to a local FILESYSTEM bucket"
+    );
+    let (bucket, desc) =
+        strata_compactor::objstore::filesystem(&dir).context("default FILESYSTEM bucket")?;
     tracing::info!(bucket = %desc, "object storage");
     Ok((bucket, desc))
 }

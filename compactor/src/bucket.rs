@@ -337,6 +337,14 @@ pub async fn write_mark<T: Serialize>(
     Ok(())
 }
 
+/// A bucket over a local directory (created if missing): the `FILESYSTEM` object store type.
+pub fn local_bucket(dir: &Path) -> Result<Bucket> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+        .map_err(|e| Error::store("open", dir.display(), e))?;
+    Ok(Arc::new(fs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,10 +6,22 @@
 //!   delete, marks).
 //! * [`objstore`]: Thanos's objstore YAML (FILESYSTEM, S3, GCS, AZURE) to a bucket.
 //! * [`shipper`]: uploads local blocks to the bucket, as Thanos's sidecar does.
+//! * [`downsample`]: Thanos's aggregate chunks (encoding 0xff) and 5m/1h downsampling.
+//! * [`planner`]: grouping by resolution and external labels, Thanos's compaction plan.
+//! * [`compact`]: a compactor pass over a bucket (garbage, compaction, downsampling).
+//! * [`retention`]: per-resolution retention, delete-delay deletion, partial-upload cleanup.
+//! * [`verify`]: thorough checks of downloaded blocks and overlap detection.
 
 pub mod bucket;
+pub mod compact;
+pub mod downsample;
 pub mod error;
 pub mod objstore;
+pub mod planner;
+pub mod retention;
 pub mod shipper;
+#[cfg(test)]
+mod testutil;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -37,6 +37,9 @@ pub enum Encoding {
     Xor = 1,
     Histogram = 2,
     FloatHistogram = 3,
+    /// Thanos's downsampled aggregate chunk (`ChunkEncAggr`, 0xff): count, sum, min, max and
+    /// counter sub-chunks; decoded by `strata_compactor::downsample::AggrChunk`.
+    Aggr = 0xff,
 }
 
 impl Encoding {
@@ -47,6 +50,7 @@ impl Encoding {
             1 => Some(Encoding::Xor),
             2 => Some(Encoding::Histogram),
             3 => Some(Encoding::FloatHistogram),
+            0xff => Some(Encoding::Aggr),
             _ => None,
         }
     }
@@ -63,6 +67,7 @@ impl Encoding {
             Encoding::Xor => "XOR",
             Encoding::Histogram => "histogram",
             Encoding::FloatHistogram => "floathistogram",
+            Encoding::Aggr => "aggr",
         }
     }
 }

@@ -79,8 +79,17 @@ fn decode_into(bytes: Arc<[u8]>, out: &mut Vec<(i64, f64)>) -> Result<()> {
     Ok(())
 }
 
-/// The sample count in a chunk's 2-byte header.
-fn chunk_num_samples(data: &[u8]) -> u64 {
+/// The sample count in a chunk's 2-byte header. An aggregate chunk (Thanos's downsampled
+/// chunk) counts the samples of its first sub-chunk, the per-window counts: one per window.
+fn chunk_num_samples(enc: crate::chunkenc::Encoding, data: &[u8]) -> u64 {
+    let data = match enc {
+        crate::chunkenc::Encoding::Aggr => match crate::encoding::uvarint(data) {
+            // `len | encoding byte | chunk`; the length covers the chunk bytes.
+            Some((len, n)) if len > 0 => data.get(n + 1..).unwrap_or(&[]),
+            _ => &[],
+        },
+        _ => data,
+    };
     match data {
         [a, b, ..] => u16::from_be_bytes([*a, *b]) as u64,
         _ => 0,
@@ -309,7 +318,7 @@ fn merge_series_chunks(
                 mint: m.min_time,
                 maxt: m.max_time,
                 encoding: enc,
-                num_samples: chunk_num_samples(&data),
+                num_samples: chunk_num_samples(enc, &data),
                 data,
             });
         }
