@@ -67,6 +67,11 @@ pub struct ServeArgs {
     /// queries. Repeatable.
     #[arg(long = "query.replica-label")]
     replica_labels: Vec<String>,
+    /// The coarsest downsampled data (5m, 1h blocks made by `strata compact`) a query reads
+    /// when it gives no `max_source_resolution`: `auto` (a fifth of the step; instant
+    /// queries read raw data), `raw`, or a duration.
+    #[arg(long = "query.max-source-resolution", default_value = "auto")]
+    max_source_resolution: String,
     /// How often the bucket store re-lists the bucket for blocks uploaded by others (this
     /// server's own uploads are picked up at once).
     #[arg(long = "store.sync-interval", default_value = "3m")]
@@ -333,6 +338,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
         FanIn::new(vec![db.clone(), Arc::new(store.clone())])
             .with_replica_labels(args.replica_labels.clone()),
     );
+    let queryable_at: strata_querier::api::QueryableAt = {
+        let (db, store, replicas) = (db.clone(), store.clone(), args.replica_labels.clone());
+        Arc::new(move |max_res| {
+            Arc::new(
+                FanIn::new(vec![db.clone(), Arc::new(store.at_resolution(max_res))])
+                    .with_replica_labels(replicas.clone()),
+            )
+        })
+    };
+    let max_source_resolution =
+        strata_querier::api::MaxSourceResolution::parse(&args.max_source_resolution)
+            .map_err(|e| anyhow::anyhow!("--query.max-source-resolution: {e}"))?;
     let state = Arc::new(
         ApiState::new(
             db.clone(),
@@ -344,10 +361,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 max_concurrency: args.max_concurrency,
                 storage_retention: args.retention_time.clone(),
                 enable_lifecycle: args.enable_lifecycle,
+                max_source_resolution,
                 ..Default::default()
             },
         )
-        .with_queryable(queryable),
+        .with_queryable(queryable)
+        .with_queryable_at(queryable_at),
     );
     let uploads = prometheus_client::metrics::counter::Counter::default();
     let failures = prometheus_client::metrics::counter::Counter::default();
@@ -452,6 +471,10 @@ fn flags_map(a: &ServeArgs) -> std::collections::BTreeMap<String, String> {
         ),
         ("query.lookback-delta", a.lookback_delta.clone()),
         ("query.timeout", a.query_timeout.clone()),
+        (
+            "query.max-source-resolution",
+            a.max_source_resolution.clone(),
+        ),
         ("query.max-samples", a.max_samples.to_string()),
         ("query.max-concurrency", a.max_concurrency.to_string()),
         ("query.replica-label", a.replica_labels.join(",")),

@@ -929,3 +929,54 @@ async fn targets_come_from_the_attached_source() {
     let (_, v) = get(&f.app, "/api/v1/scrape_pools").await;
     assert_eq!(v["data"]["scrapePools"], json!(["j"]));
 }
+
+#[tokio::test]
+async fn max_source_resolution_chooses_what_queries_read() {
+    let f = fixture();
+    let asked = Arc::new(parking_lot::Mutex::new(Vec::<i64>::new()));
+    let db = f.state.db.clone();
+    let rec = asked.clone();
+    // The same data at every resolution; what matters is which resolution was asked for.
+    let at: strata_querier::api::QueryableAt = Arc::new(move |res| {
+        rec.lock().push(res);
+        db.clone() as Arc<dyn strata_tsdb::storage::Queryable>
+    });
+    let state = Arc::new(
+        ApiState::new(f.state.db.clone(), Engine::default(), ApiConfig::default())
+            .with_queryable_at(at),
+    );
+    let app = router(state);
+    let (s, e) = (T0 / 1000, T0 / 1000 + 600);
+    let range =
+        |extra: &str| format!("/api/v1/query_range?query=up&start={s}&end={e}&step=3600{extra}");
+    // auto (the default): a fifth of the step.
+    let (st, v) = get(&app, &range("")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(asked.lock().split_off(0), vec![720_000]);
+    let (st, _) = get(&app, &range("&max_source_resolution=1h")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(asked.lock().split_off(0), vec![3_600_000]);
+    // Raw data: the plain queryable.
+    for raw in ["raw", "0s", "0"] {
+        let (st, _) = get(&app, &range(&format!("&max_source_resolution={raw}"))).await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(asked.lock().is_empty(), "{raw}");
+    }
+    // Instant queries under auto read raw data; an explicit resolution is honoured.
+    let (st, _) = get(&app, &format!("/api/v1/query?query=up&time={e}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(asked.lock().is_empty());
+    let (st, _) = get(
+        &app,
+        &format!("/api/v1/query?query=up&time={e}&max_source_resolution=5m"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(asked.lock().split_off(0), vec![300_000]);
+    assert_error(
+        get(&app, &range("&max_source_resolution=often")).await,
+        400,
+        "bad_data",
+        "invalid parameter \"max_source_resolution\"",
+    );
+}

@@ -202,6 +202,8 @@ pub(crate) struct Evaluator<'a> {
     pub bin_caches: HashMap<usize, binary::BinCache>,
     /// Per-query state of the functions (annotations merged across steps).
     pub fn_state: functions::FnState,
+    /// The function each selector feeds (see [`super::hints`]), passed to storage.
+    pub select_funcs: HashMap<usize, &'static str>,
 }
 
 /// Runs a query (see [`super::Engine::exec`]).
@@ -246,6 +248,7 @@ fn run_inner(
         agg_caches: HashMap::new(),
         bin_caches: HashMap::new(),
         fn_state: functions::FnState::default(),
+        select_funcs: super::hints::selector_funcs(expr),
     };
     let value = if step == 0 {
         let ctx = ev.new_ctx(vec![start], 0);
@@ -398,13 +401,19 @@ impl<'a> Evaluator<'a> {
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
+        range: i64,
         drop_stale: bool,
     ) -> Result<Vec<Loaded>> {
         let q = self.queryable.querier(mint, maxt)?;
         let hints = SelectHints {
             start: mint,
             end: maxt,
-            ..Default::default()
+            step: self.query_step,
+            func: self
+                .select_funcs
+                .get(&super::hints::key(vs))
+                .map(|f| f.to_string()),
+            range,
         };
         let mut out = Vec::new();
         let mut total = 0;
@@ -456,7 +465,7 @@ impl<'a> Evaluator<'a> {
         let lookback = self.opts.lookback_delta;
         if !self.vectors.contains_key(&key) {
             let (lo, hi) = self.ref_span(vs.at, vs.offset.as_ref(), ctx)?;
-            let loaded = self.load(vs, lo.saturating_sub(lookback) + 1, hi, false)?;
+            let loaded = self.load(vs, lo.saturating_sub(lookback) + 1, hi, 0, false)?;
             self.vectors.insert(key, loaded);
         }
         let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])?;
@@ -492,7 +501,13 @@ impl<'a> Evaluator<'a> {
         let lb = self.opts.lookback_delta;
         if !self.matrices.contains_key(&key) {
             let (lo, hi) = self.ref_span(vs.at, vs.offset.as_ref(), ctx)?;
-            let loaded = self.load(vs, lo.saturating_sub(lb) + 1, hi.saturating_add(lb), true)?;
+            let loaded = self.load(
+                vs,
+                lo.saturating_sub(lb) + 1,
+                hi.saturating_add(lb),
+                0,
+                true,
+            )?;
             self.matrices.insert(key, loaded);
         }
         let r = self.ref_time(vs.at, vs.offset.as_ref(), ctx.ts[i])?;
@@ -555,6 +570,7 @@ impl<'a> Evaluator<'a> {
                 vs,
                 lo.saturating_sub(range + back) + 1,
                 hi.saturating_add(ahead),
+                range,
                 true,
             )?;
             self.matrices.insert(key, loaded);

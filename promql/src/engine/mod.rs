@@ -12,6 +12,7 @@ mod binary;
 mod cache;
 mod eval;
 mod functions;
+mod hints;
 mod value;
 
 pub use value::{Annotations, QueryResult, Sample, Series, Value};

@@ -93,7 +93,48 @@ pub struct ApiConfig {
     pub build_info: BuildInfo,
     /// `--web.enable-lifecycle`: `POST /-/reload` is allowed.
     pub enable_lifecycle: bool,
+    /// `--query.max-source-resolution`: the downsampling resolution queries may read when
+    /// they do not give `max_source_resolution`.
+    pub max_source_resolution: MaxSourceResolution,
 }
+
+/// How coarse the downsampled data a query reads may be (Thanos's `max_source_resolution`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxSourceResolution {
+    /// A fifth of a range query's step (raw data for instant queries).
+    Auto,
+    /// At most this many milliseconds (0: raw data only).
+    Fixed(i64),
+}
+
+impl MaxSourceResolution {
+    /// `auto`, `raw`, or a Prometheus duration (`0s`, `5m`, `1h`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "raw" => Ok(Self::Fixed(0)),
+            _ => {
+                let ms = strata_promql::parser::parse_duration_or_seconds(s)
+                    .map_err(|e| format!("invalid max_source_resolution {s:?}: {e}"))?;
+                if ms < 0 {
+                    return Err(format!("negative max_source_resolution {s:?}"));
+                }
+                Ok(Self::Fixed(ms))
+            }
+        }
+    }
+
+    /// The resolution in ms for a query with `step` (0 for instant queries).
+    pub fn for_step(self, step: i64) -> i64 {
+        match self {
+            Self::Auto => step / 5,
+            Self::Fixed(ms) => ms,
+        }
+    }
+}
+
+/// A source of queryables reading downsampled data up to a resolution (ms).
+pub type QueryableAt = Arc<dyn Fn(i64) -> Arc<dyn Queryable> + Send + Sync>;
 
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -107,6 +148,7 @@ impl Default for ApiConfig {
             max_metadata_families: 100_000,
             build_info: BuildInfo::default(),
             enable_lifecycle: false,
+            max_source_resolution: MaxSourceResolution::Auto,
         }
     }
 }
@@ -118,6 +160,8 @@ pub struct ApiState {
     /// What queries read; the database unless replaced with [`ApiState::with_queryable`]
     /// (e.g. a fan-in over local and bucket blocks).
     pub queryable: Arc<dyn Queryable>,
+    /// What PromQL queries read at a downsampling resolution; `queryable` when unset.
+    pub queryable_at: Option<QueryableAt>,
     pub engine: Engine,
     pub config: ApiConfig,
     /// When the server started (ms since the epoch).
@@ -153,6 +197,7 @@ impl ApiState {
         metrics.attach_db(db.clone());
         ApiState {
             queryable: db.clone(),
+            queryable_at: None,
             db,
             engine,
             start_time_ms: now_ms(),
@@ -199,6 +244,21 @@ impl ApiState {
     pub fn with_queryable(mut self, q: Arc<dyn Queryable>) -> Self {
         self.queryable = q;
         self
+    }
+
+    /// Lets PromQL queries read downsampled data: `at(ms)` is what a query allowed
+    /// resolutions up to `ms` reads (see [`MaxSourceResolution`]).
+    pub fn with_queryable_at(mut self, at: QueryableAt) -> Self {
+        self.queryable_at = Some(at);
+        self
+    }
+
+    /// What a PromQL query allowed resolutions up to `max_res` ms reads.
+    pub fn queryable_for(&self, max_res: i64) -> Arc<dyn Queryable> {
+        match &self.queryable_at {
+            Some(at) if max_res > 0 => at(max_res),
+            _ => self.queryable.clone(),
+        }
     }
 
     /// Records metric metadata from the write path (`type` is Prometheus's lower-case name:

@@ -32,6 +32,18 @@ struct QueryRequest {
     lookback: Option<i64>,
     limit: usize,
     stats: Option<String>,
+    /// The coarsest downsampling resolution (ms) the query may read.
+    max_resolution: i64,
+}
+
+/// `max_source_resolution` of the request, or the server's default, for a query with `step`.
+fn parse_max_resolution(st: &ApiState, p: &Params, step: i64) -> Result<i64, ApiError> {
+    let r = match p.get("max_source_resolution") {
+        None | Some("") => st.config.max_source_resolution,
+        Some(s) => super::MaxSourceResolution::parse(s)
+            .map_err(|e| ApiError::invalid_param(e, "max_source_resolution"))?,
+    };
+    Ok(r.for_step(step))
 }
 
 fn parse_timeout(p: &Params) -> Result<Option<Duration>, ApiError> {
@@ -69,6 +81,7 @@ pub(super) async fn instant(State(st): State<Arc<ApiState>>, p: Params) -> Resul
     let timeout = parse_timeout(&p)?;
     let lookback = parse_lookback(&p)?;
     let (text, expr) = parse_query(&p)?;
+    let max_resolution = parse_max_resolution(&st, &p, 0)?;
     run(
         st,
         QueryRequest {
@@ -82,6 +95,7 @@ pub(super) async fn instant(State(st): State<Arc<ApiState>>, p: Params) -> Resul
             lookback,
             limit,
             stats: p.get("stats").map(str::to_owned),
+            max_resolution,
         },
     )
     .await
@@ -116,6 +130,7 @@ pub(super) async fn range(State(st): State<Arc<ApiState>>, p: Params) -> Result<
     let timeout = parse_timeout(&p)?;
     let lookback = parse_lookback(&p)?;
     let (text, expr) = parse_query(&p)?;
+    let max_resolution = parse_max_resolution(&st, &p, step)?;
     let vt = expr.value_type();
     if !matches!(vt, parser::ValueType::Scalar | parser::ValueType::Vector) {
         return Err(ApiError::invalid_param(
@@ -139,6 +154,7 @@ pub(super) async fn range(State(st): State<Arc<ApiState>>, p: Params) -> Result<
             lookback,
             limit,
             stats: p.get("stats").map(str::to_owned),
+            max_resolution,
         },
     )
     .await
@@ -207,12 +223,11 @@ async fn run(st: Arc<ApiState>, q: QueryRequest) -> Result<ApiOk, ApiError> {
         flag: qo.cancel.clone().unwrap_or_default(),
         armed: true,
     };
+    let queryable = st.queryable_for(q.max_resolution);
     let task = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let t0 = Instant::now();
-        let r = st2
-            .engine
-            .exec(&*st2.queryable, &expr, start, end, step, &qo);
+        let r = st2.engine.exec(&*queryable, &expr, start, end, step, &qo);
         (r, t0.elapsed())
     });
     let joined = tokio::time::timeout(remaining + TIMEOUT_GRACE, task).await;

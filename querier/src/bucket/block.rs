@@ -21,12 +21,13 @@ use strata_tsdb::labels::{Label, Labels, Matcher};
 use strata_tsdb::postings::{postings_for_matchers, PostingsIndex};
 use strata_tsdb::storage::chain::ChainIterator;
 use strata_tsdb::storage::{
-    BoundedIterator, EmptyIterator, Querier, SampleIterator, SelectHints, Series, SeriesSet,
+    BoundedIterator, Querier, SampleIterator, SelectHints, Series, SeriesSet, VecIterator,
 };
 use strata_tsdb::tombstones::{Intervals, Tombstones};
 use strata_tsdb::{Error, Result};
 use ulid::Ulid;
 
+use super::aggr::{decode_series, AggrRead};
 use super::io::{ChunkSource, Io};
 
 /// Series fetched per batch (their chunks are requested together).
@@ -224,11 +225,14 @@ impl BucketBlockQuerier {
 }
 
 impl Querier for BucketBlockQuerier {
-    fn select(&self, _sorted: bool, _h: Option<&SelectHints>, matchers: &[Matcher]) -> SeriesSet {
+    fn select(&self, _sorted: bool, h: Option<&SelectHints>, matchers: &[Matcher]) -> SeriesSet {
+        let read = (self.block.resolution() > 0)
+            .then(|| AggrRead::for_func(h.and_then(|h| h.func.as_deref())));
         match self.pending(matchers) {
             Ok(pending) => Box::new(BatchedSeriesSet {
                 io: self.io.clone(),
                 block: self.block.clone(),
+                read,
                 pending,
                 ready: VecDeque::new(),
                 mint: self.mint,
@@ -274,6 +278,8 @@ impl Querier for BucketBlockQuerier {
 struct BatchedSeriesSet {
     io: Arc<Io>,
     block: Arc<BucketBlock>,
+    /// How a downsampled block's aggregates are read; `None` for raw blocks.
+    read: Option<AggrRead>,
     pending: VecDeque<Pending>,
     ready: VecDeque<Box<dyn Series>>,
     mint: i64,
@@ -301,6 +307,7 @@ impl BatchedSeriesSet {
             self.ready.push_back(Box::new(BucketSeries {
                 labels: p.labels,
                 chunks: Arc::new(chunks),
+                read: self.read,
                 deleted: p.deleted,
                 mint: self.mint,
                 maxt: self.maxt,
@@ -330,6 +337,8 @@ pub struct BucketSeries {
     labels: Labels,
     /// `(mint, maxt, encoding byte + data)` per chunk, in time order.
     chunks: Arc<Vec<(i64, i64, Bytes)>>,
+    /// Set for a downsampled block: the aggregate its samples stand for.
+    read: Option<AggrRead>,
     deleted: Option<Intervals>,
     mint: i64,
     maxt: i64,
@@ -341,27 +350,32 @@ impl Series for BucketSeries {
     }
 
     fn iterator(&self) -> Box<dyn SampleIterator> {
-        let ranges = self.chunks.iter().map(|c| (c.0, c.1)).collect();
-        let chunks = self.chunks.clone();
-        let chain = ChainIterator::new(
-            ranges,
-            Box::new(move |i| {
-                let b = &chunks[i].2;
-                let Some(&enc) = b.first() else {
-                    return Err(Error::InvalidChunk("empty chunk".into()));
-                };
-                if enc == AGGR_CHUNK_ENCODING {
-                    // TODO(downsampling): decode Thanos aggregate chunks (count, sum, min, max,
-                    // counter) and pick the aggregate from the select hints' function. Until
-                    // the compactor writes them, samples of such chunks are skipped.
-                    return Ok(Box::new(EmptyIterator) as Box<dyn SampleIterator>);
+        let chain: Box<dyn SampleIterator> = match self.read {
+            Some(read) => {
+                let bytes: Vec<&Bytes> = self.chunks.iter().map(|c| &c.2).collect();
+                match decode_series(&bytes, read) {
+                    Ok(v) => Box::new(VecIterator::new(Arc::new(v))),
+                    Err(e) => Box::new(FailedIterator(e.to_string())),
                 }
-                let enc = strata_tsdb::chunkenc::check_encoding(enc)?;
-                strata_tsdb::chunkenc::require_decodable(enc)?;
-                debug_assert_eq!(enc, Encoding::Xor);
-                Ok(Box::new(XorIterator::new(b.slice(1..))) as Box<dyn SampleIterator>)
-            }),
-        );
+            }
+            None => {
+                let ranges = self.chunks.iter().map(|c| (c.0, c.1)).collect();
+                let chunks = self.chunks.clone();
+                Box::new(ChainIterator::new(
+                    ranges,
+                    Box::new(move |i| {
+                        let b = &chunks[i].2;
+                        let Some(&enc) = b.first() else {
+                            return Err(Error::InvalidChunk("empty chunk".into()));
+                        };
+                        let enc = strata_tsdb::chunkenc::check_encoding(enc)?;
+                        strata_tsdb::chunkenc::require_decodable(enc)?;
+                        debug_assert_eq!(enc, Encoding::Xor);
+                        Ok(Box::new(XorIterator::new(b.slice(1..))) as Box<dyn SampleIterator>)
+                    }),
+                ))
+            }
+        };
         let bounded = BoundedIterator::new(chain, self.mint, self.maxt);
         match &self.deleted {
             Some(d) => Box::new(DeletedFilter {
@@ -370,5 +384,23 @@ impl Series for BucketSeries {
             }),
             None => Box::new(bounded),
         }
+    }
+}
+
+/// A series whose chunks could not be decoded: no samples, and the error.
+struct FailedIterator(String);
+
+impl SampleIterator for FailedIterator {
+    fn next(&mut self) -> bool {
+        false
+    }
+    fn seek(&mut self, _t: i64) -> bool {
+        false
+    }
+    fn at(&self) -> (i64, f64) {
+        (0, 0.0)
+    }
+    fn err(&self) -> Option<String> {
+        Some(self.0.clone())
     }
 }

@@ -15,6 +15,7 @@
 //! * [`fanin::FanIn`] combines the local database and the bucket store (with optional
 //!   replica-label deduplication).
 
+pub mod aggr;
 pub mod block;
 pub mod cache;
 pub mod fanin;
@@ -39,8 +40,9 @@ use strata_compactor::bucket::{
 use strata_compactor::{Error as StoreError, Result as StoreResult};
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::index::IndexReader;
+use strata_tsdb::labels::Matcher;
 use strata_tsdb::storage::merge::MergeQuerier;
-use strata_tsdb::storage::{Querier, Queryable};
+use strata_tsdb::storage::{Querier, Queryable, SelectHints, SeriesSet};
 use strata_tsdb::tombstones::TOMBSTONES_FILENAME;
 use ulid::Ulid;
 
@@ -261,13 +263,25 @@ impl BucketStore {
     }
 
     /// A querier over `[mint, maxt]` reading, for each part of the range, the coarsest
-    /// resolution `<= max_resolution_ms` available (see [`resolution`]).
+    /// resolution `<= max_resolution_ms` available (see [`resolution`]). A range selector
+    /// reads no resolution coarser than half its range, so that every window still holds
+    /// two samples (`rate(x[5m])` reads raw data even when 5m blocks would be allowed).
     pub fn querier_with_resolution(
         &self,
         mint: i64,
         maxt: i64,
         max_resolution_ms: i64,
     ) -> strata_tsdb::Result<Box<dyn Querier>> {
+        Ok(Box::new(StoreQuerier {
+            store: self.clone(),
+            mint,
+            maxt,
+            max_resolution_ms,
+        }))
+    }
+
+    /// Queriers of the blocks chosen for `[mint, maxt]` at resolutions up to `max_res`.
+    fn block_queriers(&self, mint: i64, maxt: i64, max_res: i64) -> MergeQuerier {
         let blocks: Vec<Arc<BucketBlock>> = self.inner.blocks.read().values().cloned().collect();
         let spans: Vec<BlockSpan<usize>> = blocks
             .iter()
@@ -279,7 +293,7 @@ impl BucketStore {
                 resolution: b.resolution(),
             })
             .collect();
-        let mut chosen = choose_blocks(&spans, mint, maxt, max_resolution_ms);
+        let mut chosen = choose_blocks(&spans, mint, maxt, max_res);
         chosen.sort_unstable();
         let qs: Vec<Box<dyn Querier>> = chosen
             .into_iter()
@@ -293,7 +307,7 @@ impl BucketStore {
                 }) as Box<dyn Querier>
             })
             .collect();
-        Ok(Box::new(MergeQuerier::new(qs)))
+        MergeQuerier::new(qs)
     }
 
     /// This store as a [`Queryable`] that reads up to `max_resolution_ms`.
@@ -323,6 +337,44 @@ impl Queryable for ResolutionQueryable {
     fn querier(&self, mint: i64, maxt: i64) -> strata_tsdb::Result<Box<dyn Querier>> {
         self.store
             .querier_with_resolution(mint, maxt, self.max_resolution_ms)
+    }
+}
+
+/// A querier over the store that picks its blocks per select, by the select's hints.
+struct StoreQuerier {
+    store: BucketStore,
+    mint: i64,
+    maxt: i64,
+    max_resolution_ms: i64,
+}
+
+impl StoreQuerier {
+    /// The coarsest resolution a select may read.
+    fn max_res(&self, hints: Option<&SelectHints>) -> i64 {
+        match hints {
+            Some(h) if h.range > 0 => self.max_resolution_ms.min(h.range / 2),
+            _ => self.max_resolution_ms,
+        }
+    }
+}
+
+impl Querier for StoreQuerier {
+    fn select(&self, sorted: bool, hints: Option<&SelectHints>, matchers: &[Matcher]) -> SeriesSet {
+        self.store
+            .block_queriers(self.mint, self.maxt, self.max_res(hints))
+            .select(sorted, hints, matchers)
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> strata_tsdb::Result<Vec<String>> {
+        self.store
+            .block_queriers(self.mint, self.maxt, self.max_resolution_ms)
+            .label_values(name, matchers)
+    }
+
+    fn label_names(&self, matchers: &[Matcher]) -> strata_tsdb::Result<Vec<String>> {
+        self.store
+            .block_queriers(self.mint, self.maxt, self.max_resolution_ms)
+            .label_names(matchers)
     }
 }
 

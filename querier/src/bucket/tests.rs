@@ -670,3 +670,168 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Raw, 5m and 1h blocks of the same day of data, uploaded: counters `c{s}` (steady rates,
+/// reset every few hours) and gauges `g{s}` (a slow wave), one sample every 15 s at 1 s past
+/// the quarter minute, so no raw sample sits on a window or step boundary.
+fn downsampled_fixture() -> (Fixture, Vec<BlockMeta>) {
+    let f = fixture();
+    let dir = f.root.join("ds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = Db::open(dir.join("db"), opts()).unwrap();
+    let mut app = db.appender().unwrap();
+    for step in 0..(24 * H / 15_000) {
+        let t = 1_000 + step * 15_000;
+        for s in 0..4i64 {
+            let name = s.to_string();
+            let c = Labels::from_pairs(&[("__name__", "c"), ("s", &name)]);
+            let period = (3 + s) * H / 15_000;
+            app.append(&c, t, ((step % period) * (s + 1)) as f64)
+                .unwrap();
+            let g = Labels::from_pairs(&[("__name__", "g"), ("s", &name)]);
+            let v = 50.0 + 40.0 * ((step as f64) / 400.0 + s as f64).sin();
+            app.append(&g, t, v).unwrap();
+        }
+    }
+    app.commit().unwrap();
+    let raw = strata_tsdb::compact::write_head_block(&dir, db.head(), 0, 24 * H)
+        .unwrap()
+        .unwrap();
+    let raw_block = strata_tsdb::block::Block::open(&dir.join(raw.ulid.to_string())).unwrap();
+    let m5 = strata_compactor::downsample::downsample_block(&raw_block, &raw, &dir, 300_000)
+        .unwrap()
+        .unwrap();
+    let b5 = strata_tsdb::block::Block::open(&dir.join(m5.ulid.to_string())).unwrap();
+    let h1 = strata_compactor::downsample::downsample_block(&b5, &m5, &dir, 3_600_000)
+        .unwrap()
+        .unwrap();
+    for m in [&raw, &m5, &h1] {
+        let mut m = m.clone();
+        m.thanos.get_or_insert_with(ThanosMeta::default);
+        f.rt.block_on(layout::upload_block(
+            &f.bucket,
+            &dir.join(m.ulid.to_string()),
+            &m,
+        ))
+        .unwrap();
+    }
+    (f, vec![raw, m5, h1])
+}
+
+/// `(labels, t) -> value` of a range query's result.
+fn points(
+    r: strata_promql::Result<strata_promql::engine::QueryResult>,
+) -> BTreeMap<(String, i64), f64> {
+    let mut out = BTreeMap::new();
+    match r.unwrap().value {
+        strata_promql::engine::Value::Matrix(m) => {
+            for s in m {
+                for (t, v) in s.floats {
+                    out.insert((s.metric.to_string(), t), v);
+                }
+            }
+        }
+        v => panic!("not a matrix: {v:?}"),
+    }
+    out
+}
+
+#[test]
+fn downsampled_blocks_answer_within_documented_bounds() {
+    let (f, metas) = downsampled_fixture();
+    assert_eq!(
+        metas
+            .iter()
+            .map(|m| m.thanos.as_ref().map_or(0, |t| t.downsample.resolution))
+            .collect::<Vec<_>>(),
+        vec![0, 300_000, 3_600_000]
+    );
+    let store = f.store("cache", test_opts());
+    store.sync_blocking().unwrap();
+    let engine = Engine::default();
+    let (start, end) = (3 * H, 23 * H);
+    for (res, range) in [(300_000i64, "30m"), (3_600_000, "3h")] {
+        let coarse = store.at_resolution(res);
+        let q = |e: &str, on: &dyn Queryable| points(engine.query_range(on, e, start, end, H));
+        let same_points = |a: &BTreeMap<(String, i64), f64>, b: &BTreeMap<(String, i64), f64>| {
+            assert_eq!(
+                a.keys().collect::<Vec<_>>(),
+                b.keys().collect::<Vec<_>>(),
+                "res {res}"
+            );
+        };
+        // Exact: window-aligned ranges see the same samples (none on a boundary).
+        for e in [
+            format!("max_over_time(g[{range}])"),
+            format!("min_over_time(g[{range}])"),
+            format!("sum_over_time(g[{range}])"),
+            format!("max(max_over_time(g[{range}]))"),
+            "count(g)".to_string(),
+        ] {
+            let (raw, ds) = (q(&e, &store), q(&e, &coarse));
+            assert!(!raw.is_empty(), "{e}");
+            same_points(&raw, &ds);
+            for (k, v) in &raw {
+                let d = ds[k];
+                assert!(
+                    (v - d).abs() <= 1e-9 * v.abs().max(1.0),
+                    "{e} res {res} {k:?}: raw {v} downsampled {d}"
+                );
+            }
+        }
+        // The coarse answers do come from the downsampled blocks: count_over_time counts
+        // their windows (documented), not raw samples.
+        let e = format!("count_over_time(g[{range}])");
+        let (raw, ds) = (q(&e, &store), q(&e, &coarse));
+        let range_ms = if res == 300_000 { 30 * MIN } else { 3 * H };
+        assert!(
+            raw.values().all(|v| *v == (range_ms / 15_000) as f64),
+            "{e}"
+        );
+        assert!(
+            ds.values().all(|v| *v == (range_ms / res) as f64),
+            "{e} res {res}: {ds:?}"
+        );
+        // avg_over_time: sum / count over whole windows of equal counts: exact up to rounding.
+        let e = format!("avg_over_time(g[{range}])");
+        let (raw, ds) = (q(&e, &store), q(&e, &coarse));
+        same_points(&raw, &ds);
+        for (k, v) in &raw {
+            assert!(
+                (v - ds[k]).abs() < 1e-6,
+                "{e} res {res} {k:?}: {v} vs {}",
+                ds[k]
+            );
+        }
+        // rate/increase over counters with resets: within 2% of the raw answer (only the
+        // extrapolation at the range's edges differs).
+        for e in [
+            format!("rate(c[{range}])"),
+            format!("sum(increase(c[{range}]))"),
+        ] {
+            let (raw, ds) = (q(&e, &store), q(&e, &coarse));
+            same_points(&raw, &ds);
+            for (k, v) in &raw {
+                let d = ds[k];
+                assert!(
+                    (v - d).abs() <= 0.02 * v.abs(),
+                    "{e} res {res} {k:?}: raw {v} downsampled {d}"
+                );
+            }
+        }
+        // A plain selector reads the window average: between the window's min and max.
+        let ds = q("sum(g)", &coarse);
+        let lo = q(&format!("sum(min_over_time(g[{}m]))", res / 60_000), &store);
+        let hi = q(&format!("sum(max_over_time(g[{}m]))", res / 60_000), &store);
+        same_points(&lo, &ds);
+        for (k, v) in &ds {
+            assert!(
+                lo[k] - 1e-9 <= *v && *v <= hi[k] + 1e-9,
+                "sum(g) res {res} {k:?}: {} <= {v} <= {}",
+                lo[k],
+                hi[k]
+            );
+        }
+        assert!(!ds.is_empty());
+    }
+}
