@@ -256,50 +256,7 @@ fn fmt_duration(ms: i64) -> String {
 
 /// Parses a Prometheus duration such as `2h`, `90m`, `1d12h`.
 pub fn parse_duration_ms(s: &str) -> Result<i64> {
-    let mut total: i64 = 0;
-    let mut num = String::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    if s.is_empty() {
-        bail!("empty duration");
-    }
-    while i < b.len() {
-        let c = b[i] as char;
-        if c.is_ascii_digit() {
-            num.push(c);
-            i += 1;
-            continue;
-        }
-        let unit = if s[i..].starts_with("ms") {
-            i += 2;
-            1
-        } else {
-            i += 1;
-            match c {
-                's' => 1000,
-                'm' => 60_000,
-                'h' => 3_600_000,
-                'd' => 86_400_000,
-                'w' => 7 * 86_400_000,
-                'y' => 365 * 86_400_000,
-                _ => bail!("invalid duration {s:?}: unknown unit {c:?}"),
-            }
-        };
-        let n: i64 = num
-            .parse()
-            .map_err(|_| anyhow!("invalid duration {s:?}: missing number"))?;
-        num.clear();
-        total = total
-            .checked_add(
-                n.checked_mul(unit)
-                    .ok_or_else(|| anyhow!("duration {s:?} overflows"))?,
-            )
-            .ok_or_else(|| anyhow!("duration {s:?} overflows"))?;
-    }
-    if !num.is_empty() {
-        bail!("invalid duration {s:?}: missing unit");
-    }
-    Ok(total)
+    Ok(strata_tsdb::duration::parse_duration_ms(s)?)
 }
 
 /// Prometheus's block duration for a requested maximum: the largest of 2h·3ⁿ not above it.

@@ -8,6 +8,7 @@ pub mod chunkenc;
 pub mod chunks;
 pub mod compact;
 pub mod db;
+pub mod duration;
 pub mod encoding;
 pub mod error;
 pub mod fasthash;

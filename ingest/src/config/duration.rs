@@ -18,24 +18,7 @@ use serde::{Deserialize, Serialize, Serializer};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration(std::time::Duration);
 
-const MS: u64 = 1;
-const SEC: u64 = 1000 * MS;
-const MIN: u64 = 60 * SEC;
-const HOUR: u64 = 60 * MIN;
-const DAY: u64 = 24 * HOUR;
-const WEEK: u64 = 7 * DAY;
-const YEAR: u64 = 365 * DAY;
-
-/// Units from largest to smallest; the order Prometheus requires them in.
-const UNITS: [(&str, u64); 7] = [
-    ("y", YEAR),
-    ("w", WEEK),
-    ("d", DAY),
-    ("h", HOUR),
-    ("m", MIN),
-    ("s", SEC),
-    ("ms", MS),
-];
+use strata_tsdb::duration::UNITS;
 
 impl Duration {
     /// The zero duration.
@@ -60,52 +43,9 @@ impl Duration {
 
     /// Parses Prometheus's notation. The error text is Prometheus's.
     pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "0" => return Ok(Duration::ZERO),
-            "" => return Err("empty duration string".into()),
-            _ => {}
-        }
-        let invalid = || format!("not a valid duration string: {s:?}");
-        let bytes = s.as_bytes();
-        let mut i = 0;
-        let mut total: u64 = 0;
-        // Index into UNITS of the last unit seen; units must strictly descend.
-        let mut last: Option<usize> = None;
-        while i < bytes.len() {
-            let start = i;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i == start {
-                return Err(invalid());
-            }
-            let n: u64 = s[start..i]
-                .parse()
-                .map_err(|_| "duration out of range".to_string())?;
-            let ustart = i;
-            while i < bytes.len() && !bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i == ustart {
-                return Err(invalid());
-            }
-            let unit = &s[ustart..i];
-            let Some(pos) = UNITS.iter().position(|(u, _)| *u == unit) else {
-                return Err(format!("unknown unit {unit:?} in duration {s:?}"));
-            };
-            if matches!(last, Some(l) if pos <= l) {
-                return Err(invalid());
-            }
-            last = Some(pos);
-            let mult = UNITS[pos].1;
-            let v = n
-                .checked_mul(mult)
-                .and_then(|v| total.checked_add(v))
-                .filter(|v| *v <= i64::MAX as u64 / 1_000_000)
-                .ok_or_else(|| "duration out of range".to_string())?;
-            total = v;
-        }
-        Ok(Duration::from_millis(total))
+        strata_tsdb::duration::parse_duration_ms(s)
+            .map(|ms| Duration::from_millis(ms as u64))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -387,7 +327,7 @@ mod tests {
             ("1y", 365 * 86_400_000),
             (
                 "1y2w3d4h5m6s7ms",
-                YEAR + 2 * WEEK + 3 * DAY + 4 * HOUR + 5 * MIN + 6 * SEC + 7,
+                ((((365 + 2 * 7 + 3) * 24 + 4) * 60 + 5) * 60 + 6) * 1000 + 7,
             ),
             ("90s", 90_000),
         ];

@@ -155,66 +155,9 @@ pub(crate) fn parse_number(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Prometheus's `model.ParseDuration`, in milliseconds.
+/// Prometheus's `model.ParseDuration`, in milliseconds, with Go's quoting in errors.
 pub(crate) fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    match s {
-        "0" => return Ok(0),
-        "" => return Err("empty duration string".into()),
-        _ => {}
-    }
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 24 * 3_600_000),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let invalid = || format!("not a valid duration string: {}", super::lexer::go_quote(s));
-    let mut rest = s;
-    let mut total: u64 = 0;
-    let mut last_unit: Option<usize> = None;
-    while !rest.is_empty() {
-        let nd = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if nd == 0 {
-            return Err(invalid());
-        }
-        let v: u64 = rest[..nd].parse().map_err(|_| invalid())?;
-        rest = &rest[nd..];
-        let nu = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if nu == 0 {
-            return Err(invalid());
-        }
-        let unit = &rest[..nu];
-        rest = &rest[nu..];
-        let Some(idx) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!(
-                "unknown unit {} in duration {}",
-                super::lexer::go_quote(unit),
-                super::lexer::go_quote(s)
-            ));
-        };
-        if last_unit.is_some_and(|l| idx <= l) {
-            return Err(invalid());
-        }
-        last_unit = Some(idx);
-        let mult = UNITS[idx].1;
-        // Prometheus bounds durations by int64 nanoseconds.
-        let max_ms = (i64::MAX as u64) / 1_000_000;
-        if v > max_ms / mult {
-            return Err("duration out of range".into());
-        }
-        total += v * mult;
-        if total > max_ms {
-            return Err("duration out of range".into());
-        }
-    }
-    Ok(total as i64)
+    strata_tsdb::duration::parse_duration_ms(s).map_err(|e| e.message_with(&super::lexer::go_quote))
 }
 
 fn duration_literal_out_of_range(secs: f64) -> bool {

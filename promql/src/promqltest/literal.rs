@@ -4,66 +4,8 @@
 //! Go `strconv.Unquote` for `expect string`).
 
 /// Parses a Prometheus duration (`model.ParseDuration`) into milliseconds.
-///
-/// Accepts `0`, or one or more `<digits><unit>` groups with units `y w d h m s ms` in strictly
-/// decreasing order (`1h30m`, `10s53ms`). No sign, no fractions.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    match s {
-        "0" => return Ok(0),
-        "" => return Err("empty duration string".into()),
-        _ => {}
-    }
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 24 * 3_600_000),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
-    let bad = || format!("not a valid duration string: {s:?}");
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut total: u64 = 0;
-    let mut last_unit: Option<usize> = None;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            return Err(bad());
-        }
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let v: u64 = s[start..i]
-            .parse()
-            .map_err(|_| "duration out of range".to_string())?;
-        let ustart = i;
-        while i < b.len() && !b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == ustart {
-            return Err(bad());
-        }
-        let unit = &s[ustart..i];
-        let Some(pos) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!("unknown unit {unit:?} in duration {s:?}"));
-        };
-        if last_unit.is_some_and(|l| pos <= l) {
-            return Err(bad());
-        }
-        last_unit = Some(pos);
-        // Go's limit is on nanoseconds (time.Duration); mirror it.
-        let ns_mult = UNITS[pos].1 * 1_000_000;
-        if v > (1u64 << 63) / ns_mult {
-            return Err("duration out of range".into());
-        }
-        total = total
-            .checked_add(v * UNITS[pos].1)
-            .filter(|t| t.checked_mul(1_000_000).is_some_and(|n| n < (1u64 << 63)))
-            .ok_or_else(|| "duration out of range".to_string())?;
-    }
-    i64::try_from(total).map_err(|_| "duration out of range".to_string())
+    strata_tsdb::duration::parse_duration_ms(s).map_err(|e| e.to_string())
 }
 
 /// Go's `underscoreOK`: underscores only between digits (or after a base prefix).
