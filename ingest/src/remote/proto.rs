@@ -66,38 +66,9 @@ pub mod v1 {
         pub timestamp: i64,
     }
 
-    /// `prometheus.Histogram` (a native histogram sample).
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Histogram {
-        #[prost(oneof = "super::HistogramCount", tags = "1, 2")]
-        pub count: Option<super::HistogramCount>,
-        #[prost(double, tag = "3")]
-        pub sum: f64,
-        #[prost(sint32, tag = "4")]
-        pub schema: i32,
-        #[prost(double, tag = "5")]
-        pub zero_threshold: f64,
-        #[prost(oneof = "super::HistogramZeroCount", tags = "6, 7")]
-        pub zero_count: Option<super::HistogramZeroCount>,
-        #[prost(message, repeated, tag = "8")]
-        pub negative_spans: Vec<super::BucketSpan>,
-        #[prost(sint64, repeated, tag = "9")]
-        pub negative_deltas: Vec<i64>,
-        #[prost(double, repeated, tag = "10")]
-        pub negative_counts: Vec<f64>,
-        #[prost(message, repeated, tag = "11")]
-        pub positive_spans: Vec<super::BucketSpan>,
-        #[prost(sint64, repeated, tag = "12")]
-        pub positive_deltas: Vec<i64>,
-        #[prost(double, repeated, tag = "13")]
-        pub positive_counts: Vec<f64>,
-        #[prost(int32, tag = "14")]
-        pub reset_hint: i32,
-        #[prost(int64, tag = "15")]
-        pub timestamp: i64,
-        #[prost(double, repeated, tag = "16")]
-        pub custom_values: Vec<f64>,
-    }
+    /// `prometheus.Histogram`: the shared [`super::Histogram`] (v1 lacks `start_timestamp`,
+    /// which is zero, and so absent on the wire).
+    pub use super::Histogram;
 
     /// `prometheus.TimeSeries`.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -344,39 +315,43 @@ pub mod v2 {
     }
 
     /// `io.prometheus.write.v2.Histogram`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Histogram {
-        #[prost(oneof = "super::HistogramCount", tags = "1, 2")]
-        pub count: Option<super::HistogramCount>,
-        #[prost(double, tag = "3")]
-        pub sum: f64,
-        #[prost(sint32, tag = "4")]
-        pub schema: i32,
-        #[prost(double, tag = "5")]
-        pub zero_threshold: f64,
-        #[prost(oneof = "super::HistogramZeroCount", tags = "6, 7")]
-        pub zero_count: Option<super::HistogramZeroCount>,
-        #[prost(message, repeated, tag = "8")]
-        pub negative_spans: Vec<super::BucketSpan>,
-        #[prost(sint64, repeated, tag = "9")]
-        pub negative_deltas: Vec<i64>,
-        #[prost(double, repeated, tag = "10")]
-        pub negative_counts: Vec<f64>,
-        #[prost(message, repeated, tag = "11")]
-        pub positive_spans: Vec<super::BucketSpan>,
-        #[prost(sint64, repeated, tag = "12")]
-        pub positive_deltas: Vec<i64>,
-        #[prost(double, repeated, tag = "13")]
-        pub positive_counts: Vec<f64>,
-        #[prost(int32, tag = "14")]
-        pub reset_hint: i32,
-        #[prost(int64, tag = "15")]
-        pub timestamp: i64,
-        #[prost(double, repeated, tag = "16")]
-        pub custom_values: Vec<f64>,
-        #[prost(int64, tag = "17")]
-        pub start_timestamp: i64,
-    }
+    pub use super::Histogram;
+}
+
+/// A native histogram sample: `io.prometheus.write.v2.Histogram`, and `prometheus.Histogram`
+/// of v1, which is the same message without `start_timestamp` (field 17).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Histogram {
+    #[prost(oneof = "HistogramCount", tags = "1, 2")]
+    pub count: Option<HistogramCount>,
+    #[prost(double, tag = "3")]
+    pub sum: f64,
+    #[prost(sint32, tag = "4")]
+    pub schema: i32,
+    #[prost(double, tag = "5")]
+    pub zero_threshold: f64,
+    #[prost(oneof = "HistogramZeroCount", tags = "6, 7")]
+    pub zero_count: Option<HistogramZeroCount>,
+    #[prost(message, repeated, tag = "8")]
+    pub negative_spans: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "9")]
+    pub negative_deltas: Vec<i64>,
+    #[prost(double, repeated, tag = "10")]
+    pub negative_counts: Vec<f64>,
+    #[prost(message, repeated, tag = "11")]
+    pub positive_spans: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "12")]
+    pub positive_deltas: Vec<i64>,
+    #[prost(double, repeated, tag = "13")]
+    pub positive_counts: Vec<f64>,
+    #[prost(int32, tag = "14")]
+    pub reset_hint: i32,
+    #[prost(int64, tag = "15")]
+    pub timestamp: i64,
+    #[prost(double, repeated, tag = "16")]
+    pub custom_values: Vec<f64>,
+    #[prost(int64, tag = "17")]
+    pub start_timestamp: i64,
 }
 
 /// The `count` oneof of both histogram messages.
