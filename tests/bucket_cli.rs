@@ -5,60 +5,33 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
+
 use std::time::Duration;
 
+use common::bucket::TestBucket;
 use common::{require_tool, run, run_ok, strata};
-use strata_compactor::bucket::{self, Bucket};
-use strata_tsdb::block::meta::{BlockMeta, ThanosMeta};
-use strata_tsdb::block::{write_block, SeriesToWrite};
-use strata_tsdb::compact::encode_chunks;
+use strata_compactor::bucket;
 use strata_tsdb::labels::Labels;
-use ulid::Ulid;
 
 const H: i64 = 3_600_000;
 const BASE: i64 = 1_700_006_400_000; // a multiple of 8h
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn block(dir: &Path, mint: i64, maxt: i64) -> BlockMeta {
-    let mut symbols: BTreeSet<Arc<str>> = BTreeSet::from([Arc::from("")]);
-    let mut series = Vec::new();
-    for i in 0..3 {
-        let l = Labels::from_pairs(&[("__name__", "up"), ("i", &i.to_string())]);
-        for x in l.iter() {
-            symbols.insert(x.name.clone());
-            symbols.insert(x.value.clone());
-        }
-        let s: Vec<(i64, f64)> = (0..)
-            .map(|k| mint + k * 60_000)
-            .take_while(|&t| t < maxt)
-            .map(|t| (t, (t / 60_000 + i) as f64))
-            .collect();
-        series.push((l, s));
-    }
-    let mut it = series.into_iter().map(|(labels, s)| {
-        Ok(SeriesToWrite {
-            labels,
-            chunks: encode_chunks(&s)?,
+/// Three series `up{i}`, one sample a minute.
+fn series(mint: i64, maxt: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
+    (0..3)
+        .map(|i| {
+            let l = Labels::from_pairs(&[("__name__", "up"), ("i", &i.to_string())]);
+            let s: Vec<(i64, f64)> = (0..)
+                .map(|k| mint + k * 60_000)
+                .take_while(|&t| t < maxt)
+                .map(|t| (t, (t / 60_000 + i) as f64))
+                .collect();
+            (l, s)
         })
-    });
-    let mut meta = write_block(
-        dir,
-        BlockMeta::new(Ulid::new(), mint, maxt),
-        &symbols,
-        &mut it,
-    )
-    .expect("write")
-    .expect("block");
-    meta.thanos = Some(ThanosMeta {
-        labels: BTreeMap::from([("cluster".to_string(), "eu".to_string())]),
-        source: "sidecar".into(),
-        ..Default::default()
-    });
-    meta
+        .collect()
 }
 
 fn strata_cmd(cfg: &Path, args: &[&str]) -> Command {
@@ -71,36 +44,16 @@ fn strata_cmd(cfg: &Path, args: &[&str]) -> Command {
 fn bucket_tools_and_compaction() {
     let promtool = require_tool("promtool");
     let tmp = tempfile::tempdir().expect("tmp");
-    let bdir = tmp.path().join("bucket");
-    let cfg = tmp.path().join("objstore.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bdir.display()
-        ),
-    )
-    .expect("config");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let bkt: Bucket = bucket::local_bucket(&bdir).expect("bucket");
-    let local = tmp.path().join("local");
-    std::fs::create_dir_all(&local).expect("mkdir");
+    let tb = TestBucket::new(tmp.path());
+    let (bdir, cfg, rt, bkt) = (&tb.dir, &tb.config, &tb.rt, &tb.bucket);
     let mut ids = Vec::new();
     for i in 0..5 {
-        let m = block(&local, BASE + i * 2 * H, BASE + (i + 1) * 2 * H);
-        rt.block_on(bucket::upload_block(
-            &bkt,
-            &local.join(m.ulid.to_string()),
-            &m,
-        ))
-        .expect("upload");
+        let (mint, maxt) = (BASE + i * 2 * H, BASE + (i + 1) * 2 * H);
+        let m = tb.add_block(mint, maxt, series(mint, maxt), &[("cluster", "eu")]);
         ids.push(m.ulid);
     }
 
-    let out = String::from_utf8(run_ok(&mut strata_cmd(&cfg, &["bucket", "inspect"]), LIMIT))
+    let out = String::from_utf8(run_ok(&mut strata_cmd(cfg, &["bucket", "inspect"]), LIMIT))
         .expect("utf8");
     assert!(out.starts_with("ULID"), "{out}");
     for id in &ids {
@@ -108,14 +61,14 @@ fn bucket_tools_and_compaction() {
     }
     assert!(out.contains("cluster=eu") && out.contains("2h"), "{out}");
 
-    let out = String::from_utf8(run_ok(&mut strata_cmd(&cfg, &["bucket", "verify"]), LIMIT))
+    let out = String::from_utf8(run_ok(&mut strata_cmd(cfg, &["bucket", "verify"]), LIMIT))
         .expect("utf8");
     assert!(out.contains("ok: 5 blocks checked"), "{out}");
 
     let data = tmp.path().join("scratch");
     let out = String::from_utf8(run_ok(
         &mut strata_cmd(
-            &cfg,
+            cfg,
             &[
                 "compact",
                 "--data-dir",
@@ -130,7 +83,7 @@ fn bucket_tools_and_compaction() {
     assert!(out.contains("marked for deletion: 4"), "{out}");
 
     // The new block, downloaded, is a valid Prometheus block.
-    let listing = rt.block_on(bucket::list_metas(&bkt)).expect("list");
+    let listing = rt.block_on(bucket::list_metas(bkt)).expect("list");
     let big = listing
         .blocks
         .iter()
@@ -140,7 +93,7 @@ fn bucket_tools_and_compaction() {
     assert_eq!(big.stats.num_samples, 3 * 480);
     let dl = tmp.path().join("download");
     std::fs::create_dir_all(&dl).expect("mkdir");
-    rt.block_on(bucket::download_block(&bkt, &big.ulid, &dl))
+    rt.block_on(bucket::download_block(bkt, &big.ulid, &dl))
         .expect("download");
     let a = run(
         Command::new(&promtool)
@@ -160,7 +113,7 @@ fn bucket_tools_and_compaction() {
     // Marks: IDs are validated; a no-compact mark is written.
     let bad = run(
         &mut strata_cmd(
-            &cfg,
+            cfg,
             &[
                 "bucket",
                 "mark",
@@ -176,7 +129,7 @@ fn bucket_tools_and_compaction() {
     let last = ids[4].to_string();
     run_ok(
         &mut strata_cmd(
-            &cfg,
+            cfg,
             &[
                 "bucket",
                 "mark",
@@ -198,7 +151,7 @@ fn bucket_tools_and_compaction() {
     let n = b.len();
     b[n - 20] ^= 0x5a;
     std::fs::write(&seg, b).expect("write");
-    let v = run(&mut strata_cmd(&cfg, &["bucket", "verify"]), LIMIT);
+    let v = run(&mut strata_cmd(cfg, &["bucket", "verify"]), LIMIT);
     let out = String::from_utf8_lossy(&v.stdout);
     assert_eq!(v.status.code(), Some(1), "{out}");
     assert!(out.contains(&format!("BROKEN {last}")), "{out}");

@@ -6,19 +6,15 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::bucket::TestBucket;
 use common::{free_port, get_json, require_tool, run, strata, Proc};
-use strata_compactor::bucket::{self, Bucket};
-use strata_tsdb::block::meta::{BlockMeta, ThanosMeta};
-use strata_tsdb::block::{write_block, SeriesToWrite};
-use strata_tsdb::compact::encode_chunks;
+use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::labels::Labels;
-use ulid::Ulid;
 
 const MIN: i64 = 60_000;
 const H: i64 = 60 * MIN;
@@ -38,45 +34,20 @@ fn value(name: &str, i: i64, t: i64) -> f64 {
     }
 }
 
-fn raw_block(dir: &Path, mint: i64, maxt: i64) -> BlockMeta {
-    let mut symbols: BTreeSet<Arc<str>> = BTreeSet::from([Arc::from("")]);
-    let mut series = Vec::new();
+fn series(mint: i64, maxt: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
+    let mut out = Vec::new();
     for name in ["req_total", "temp"] {
         for i in 0..SERIES {
             let l = Labels::from_pairs(&[("__name__", name), ("i", &i.to_string())]);
-            for x in l.iter() {
-                symbols.insert(x.name.clone());
-                symbols.insert(x.value.clone());
-            }
             let s: Vec<(i64, f64)> = (0..)
                 .map(|k| mint + 1_000 + k * MIN)
                 .take_while(|&t| t < maxt)
                 .map(|t| (t, value(name, i, t)))
                 .collect();
-            series.push((l, s));
+            out.push((l, s));
         }
     }
-    series.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut it = series.into_iter().map(|(labels, s)| {
-        Ok(SeriesToWrite {
-            labels,
-            chunks: encode_chunks(&s)?,
-        })
-    });
-    let mut meta = write_block(
-        dir,
-        BlockMeta::new(Ulid::new(), mint, maxt),
-        &symbols,
-        &mut it,
-    )
-    .expect("write")
-    .expect("block");
-    meta.thanos = Some(ThanosMeta {
-        labels: BTreeMap::from([("cluster".to_string(), "eu".to_string())]),
-        source: "sidecar".into(),
-        ..Default::default()
-    });
-    meta
+    out
 }
 
 /// The live (not deletion-marked) block metas of the bucket.
@@ -137,31 +108,11 @@ fn same_keys(q: &str, res: &str, a: &Points, b: &Points) {
 fn compact_downsamples_and_queries_match_raw_within_bounds() {
     let promtool = require_tool("promtool");
     let tmp = tempfile::tempdir().expect("tmp");
-    let bdir = tmp.path().join("bucket");
-    let cfg = tmp.path().join("objstore.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bdir.display()
-        ),
-    )
-    .expect("config");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let bkt: Bucket = bucket::local_bucket(&bdir).expect("bucket");
-    let local = tmp.path().join("local");
-    std::fs::create_dir_all(&local).expect("mkdir");
+    let tb = TestBucket::new(tmp.path());
+    let (bdir, cfg) = (&tb.dir, &tb.config);
     for k in 0..DAYS / 2 {
-        let m = raw_block(&local, BASE + k * 2 * D, BASE + (k + 1) * 2 * D);
-        rt.block_on(bucket::upload_block(
-            &bkt,
-            &local.join(m.ulid.to_string()),
-            &m,
-        ))
-        .expect("upload");
+        let (mint, maxt) = (BASE + k * 2 * D, BASE + (k + 1) * 2 * D);
+        tb.add_block(mint, maxt, series(mint, maxt), &[("cluster", "eu")]);
     }
 
     // Passes until nothing changes (bounded).
@@ -173,7 +124,7 @@ fn compact_downsamples_and_queries_match_raw_within_bounds() {
                 .args(["compact", "--data-dir"])
                 .arg(&scratch)
                 .arg("--objstore.config-file")
-                .arg(&cfg),
+                .arg(cfg),
             Duration::from_secs(240),
         );
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -187,7 +138,7 @@ fn compact_downsamples_and_queries_match_raw_within_bounds() {
         }
         last = text;
     }
-    let live = live_blocks(&bdir);
+    let live = live_blocks(bdir);
     let by_res =
         |r: i64| -> Vec<&BlockMeta> { live.iter().filter(|m| resolution(m) == r).collect() };
     let raw14 = by_res(0)
@@ -211,7 +162,7 @@ fn compact_downsamples_and_queries_match_raw_within_bounds() {
     let out = run(
         Command::new(&promtool)
             .args(["tsdb", "analyze"])
-            .arg(&bdir)
+            .arg(bdir)
             .arg(h1[0].ulid.to_string()),
         Duration::from_secs(60),
     );
@@ -233,7 +184,7 @@ fn compact_downsamples_and_queries_match_raw_within_bounds() {
             .arg("--web.listen-address")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--objstore.config-file")
-            .arg(&cfg),
+            .arg(cfg),
         tmp.path().join("serve.log"),
     );
     serve.wait_ready(port, "/-/ready", Duration::from_secs(60));

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod bucket;
+
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
