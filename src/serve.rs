@@ -99,6 +99,25 @@ pub struct ServeArgs {
     max_block_duration: Option<String>,
 }
 
+/// Where `strata serve`'s scrapes go: samples to the database, metric metadata to the
+/// store behind `/api/v1/metadata`.
+struct ScrapeSink {
+    db: Arc<strata_tsdb::db::Db>,
+    api: Arc<ApiState>,
+}
+
+impl Appendable for ScrapeSink {
+    fn appender(
+        &self,
+    ) -> strata_ingest::error::Result<Box<dyn strata_tsdb::storage::Appender + '_>> {
+        Appendable::appender(&*self.db)
+    }
+
+    fn record_metadata(&self, family: &str, typ: &str, help: &str, unit: &str) {
+        self.api.metadata.record(family, typ, help, unit);
+    }
+}
+
 /// How long the final shipper sync at shutdown may take.
 const FINAL_SYNC_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -389,7 +408,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         uploads,
         failures,
     ));
-    let scrape = ScrapeService::new(db.clone() as Arc<dyn Appendable>);
+    let scrape = ScrapeService::new(Arc::new(ScrapeSink {
+        db: db.clone(),
+        api: state.clone(),
+    }) as Arc<dyn Appendable>);
     state.set_targets_source(scrape.clone());
     if let (Some(cfg), Some(path)) = (&config, &args.config_file) {
         rt.block_on(scrape.apply_config(cfg))

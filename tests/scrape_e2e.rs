@@ -159,6 +159,25 @@ fn strata_and_prometheus_scrape_node_exporter_alike() {
         theirs.len()
     );
 
+    // The metric metadata node_exporter exposes reaches /api/v1/metadata on both alike.
+    let node_metadata = |port| -> std::collections::BTreeMap<String, (String, String)> {
+        let v = get_json(port, "/api/v1/metadata", &[]);
+        assert_eq!(v["status"], "success", "{v}");
+        v["data"]
+            .as_object()
+            .expect("metadata object")
+            .iter()
+            .filter(|(k, _)| k.starts_with("node_"))
+            .map(|(k, e)| {
+                let e = &e[0];
+                (k.clone(), (e["type"].to_string(), e["help"].to_string()))
+            })
+            .collect()
+    };
+    let (ours, theirs) = (node_metadata(s_port), node_metadata(p_port));
+    assert!(theirs.len() > 50, "{theirs:?}");
+    assert_eq!(ours, theirs, "metadata differs");
+
     // Scrapes happen every second: about 30 `up` samples in the last 30 s.
     let n = get_json(
         s_port,

@@ -146,7 +146,31 @@ fn append_body(
     for entry in parser {
         let s = match entry {
             Ok(Entry::Sample(s)) => s,
-            Ok(_) => continue,
+            Ok(Entry::Type { name, typ }) => {
+                cache.set_metadata(&name, |m| std::mem::replace(&mut m.typ, typ) != typ);
+                continue;
+            }
+            Ok(Entry::Help { name, text }) => {
+                cache.set_metadata(&name, |m| {
+                    let changed = m.help != *text;
+                    if changed {
+                        m.help = text.into_owned();
+                    }
+                    changed
+                });
+                continue;
+            }
+            Ok(Entry::Unit { name, unit }) => {
+                cache.set_metadata(&name, |m| {
+                    let changed = m.unit != unit;
+                    if changed {
+                        m.unit = unit.to_string();
+                    }
+                    changed
+                });
+                continue;
+            }
+            Ok(Entry::Eof) => continue,
             Err(e) => {
                 result = Err(e);
                 break;
@@ -368,6 +392,10 @@ pub(crate) fn process(
                 tracing::error!(target_url = %url, "scrape commit failed: {e}");
             }
         }
+    }
+    drop(app);
+    for (family, m) in cache.take_metadata_changes() {
+        appendable.record_metadata(&family, m.typ.as_str(), &m.help, &m.unit);
     }
     (counts, scrape_err)
 }

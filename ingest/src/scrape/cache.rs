@@ -8,7 +8,7 @@ use strata_tsdb::fasthash::FastMap;
 use strata_tsdb::storage::SeriesRef;
 use strata_tsdb::Labels;
 
-use crate::textparse::Sample;
+use crate::textparse::{MetricType, Sample};
 
 /// What the cache knows about one exposed series.
 #[derive(Debug, Clone)]
@@ -35,6 +35,19 @@ pub(crate) struct ScrapeCache {
     pub prev: FastMap<SeriesRef, Labels>,
     /// References of the synthetic report series.
     pub report_refs: [Option<SeriesRef>; REPORT_SERIES],
+    /// Metric metadata of the target's families, as last exposed, with the iteration that
+    /// last exposed it.
+    metadata: FastMap<String, (FamilyMetadata, u64)>,
+    /// Families whose metadata changed in the current scrape.
+    metadata_changed: Vec<String>,
+}
+
+/// A family's `# TYPE`, `# HELP` and `# UNIT`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FamilyMetadata {
+    pub typ: MetricType,
+    pub help: String,
+    pub unit: String,
 }
 
 /// Writes an unambiguous key for the exposed series of `s` into `buf` (the stand-in for
@@ -55,6 +68,30 @@ pub(crate) fn series_key(s: &Sample<'_>, buf: &mut String) {
 impl ScrapeCache {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records a metadata line of the current scrape for `family`; `f` updates the family's
+    /// metadata and says whether it changed.
+    pub fn set_metadata(&mut self, family: &str, f: impl FnOnce(&mut FamilyMetadata) -> bool) {
+        let iter = self.iter;
+        let new = !self.metadata.contains_key(family);
+        let (m, seen) = match self.metadata.get_mut(family) {
+            Some(e) => e,
+            None => self.metadata.entry(family.to_string()).or_default(),
+        };
+        *seen = iter;
+        if (f(m) || new) && !self.metadata_changed.iter().any(|c| c == family) {
+            self.metadata_changed.push(family.to_string());
+        }
+    }
+
+    /// The families whose metadata changed since the last call, with their metadata.
+    pub fn take_metadata_changes(&mut self) -> Vec<(String, FamilyMetadata)> {
+        let changed = std::mem::take(&mut self.metadata_changed);
+        changed
+            .into_iter()
+            .filter_map(|f| self.metadata.get(&f).map(|(m, _)| (f, m.clone())))
+            .collect()
     }
 
     /// Whether this exposed series was dropped by relabeling before (and marks it seen).
@@ -126,6 +163,7 @@ impl ScrapeCache {
             let iter = self.iter;
             self.series.retain(|_, e| e.last_iter == iter);
             self.dropped.retain(|_, it| *it == iter);
+            self.metadata.retain(|_, (_, it)| *it == iter);
         }
         std::mem::swap(&mut self.prev, &mut self.cur);
         self.cur.clear();

@@ -39,6 +39,10 @@ pub type MetricRelabelFn = Arc<dyn Fn(&Labels) -> Option<Labels> + Send + Sync>;
 pub trait Appendable: Send + Sync {
     /// A new appender for one scrape (committed or rolled back by the caller).
     fn appender(&self) -> Result<Box<dyn Appender + '_>>;
+
+    /// A target exposed new or changed metadata for a metric family (`typ` in Prometheus's
+    /// lower-case spelling: `counter`, `gauge`, …, `unknown`). Ignored by default.
+    fn record_metadata(&self, _family: &str, _typ: &str, _help: &str, _unit: &str) {}
 }
 
 impl Appendable for strata_tsdb::db::Db {

@@ -808,3 +808,59 @@ async fn target_limit_fails_all_targets() {
     .await;
     m.stop().await;
 }
+
+/// Records the metadata a scrape hands to its storage.
+struct MetadataSink {
+    head: Arc<Head>,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Appendable for MetadataSink {
+    fn appender(&self) -> crate::error::Result<Box<dyn strata_tsdb::storage::Appender + '_>> {
+        Appendable::appender(&self.head)
+    }
+    fn record_metadata(&self, family: &str, typ: &str, help: &str, unit: &str) {
+        self.seen
+            .lock()
+            .push(format!("{family}|{typ}|{help}|{unit}"));
+    }
+}
+
+#[test]
+fn metadata_is_reported_when_new_or_changed() {
+    let sink = MetadataSink {
+        head: Head::in_memory(HeadOptions::default()),
+        seen: Mutex::new(Vec::new()),
+    };
+    let cfg = loop_cfg(ScrapeParams::default());
+    let mut cache = ScrapeCache::new();
+    let mut scrape = |body: &str, t: i64| {
+        let fetched = Ok((
+            body.as_bytes().to_vec(),
+            Some("application/openmetrics-text; version=1.0.0".to_string()),
+        ));
+        let (_, err) = process(&cfg, &mut cache, &sink, &fetched, t, Instant::now());
+        assert_eq!(err, None);
+        std::mem::take(&mut *sink.seen.lock())
+    };
+    let page = "# TYPE req counter\n# HELP req Requests served.\nreq_total 1\n\
+                # TYPE temp_celsius gauge\n# UNIT temp_celsius celsius\ntemp_celsius 20\n# TYPE odd unknown\nodd 1\n# EOF\n";
+    let mut first = scrape(page, 1000);
+    first.sort();
+    assert_eq!(
+        first,
+        vec![
+            "odd|unknown||",
+            "req|counter|Requests served.|",
+            "temp_celsius|gauge||celsius"
+        ]
+    );
+    // The same page again: nothing new.
+    assert!(scrape(page, 2000).is_empty());
+    // A changed HELP is reported again, for that family only.
+    let changed = page.replace("Requests served.", "Requests handled.");
+    assert_eq!(
+        scrape(&changed, 3000),
+        vec!["req|counter|Requests handled.|"]
+    );
+}
