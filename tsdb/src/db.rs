@@ -144,7 +144,8 @@ impl Db {
             wal_segment_size: opts.wal_segment_size,
             ..Default::default()
         };
-        let (lock, head) = if opts.read_only {
+        // Blocks first: the head replays only what they do not hold.
+        let lock = if opts.read_only {
             if !dir.is_dir() {
                 return Err(Error::io(
                     "open",
@@ -152,17 +153,20 @@ impl Db {
                     std::io::Error::new(std::io::ErrorKind::NotFound, "no such data directory"),
                 ));
             }
-            (None, Head::open_read_only(&dir, hopts)?)
+            None
         } else {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
             let lock = lock_dir(&dir)?;
             cleanup_tmp_dirs(&dir);
-            (Some(lock), Head::open(&dir, hopts)?)
+            Some(lock)
         };
         let (blocks, broken) = load_blocks(&dir)?;
-        if let Some(maxt) = blocks.iter().map(|b| b.max_time()).max() {
-            head.set_min_valid_time(maxt);
-        }
+        let min_valid = blocks.iter().map(|b| b.max_time()).max().unwrap_or(i64::MIN);
+        let head = if opts.read_only {
+            Head::open_read_only(&dir, hopts, min_valid)?
+        } else {
+            Head::open_after(&dir, hopts, min_valid)?
+        };
         let db = Arc::new(Db {
             dir,
             opts,

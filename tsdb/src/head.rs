@@ -273,16 +273,30 @@ impl Head {
 
     /// Opens the head of the data directory `dir`: replays `chunks_head/` and the WAL.
     pub fn open(dir: &Path, opts: HeadOptions) -> Result<Arc<Head>> {
+        Self::open_after(dir, opts, i64::MIN)
+    }
+
+    /// Like [`Head::open`] for a head whose data before `min_valid_time` is already in
+    /// blocks: the replay leaves out what the blocks hold (samples older than it, unless the
+    /// out-of-order window takes them, and head chunks ending before it), as appends would.
+    pub fn open_after(dir: &Path, opts: HeadOptions, min_valid_time: i64) -> Result<Arc<Head>> {
         let cdm = ChunkDiskMapper::open(dir.join("chunks_head"))?;
         let mut head = Self::new(opts, Some(dir.to_path_buf()), None, Some(cdm));
+        head.set_min_valid_time(min_valid_time);
         let wal = replay::replay(&head, dir, false)?;
         head.wal = wal.map(Mutex::new);
         Ok(Arc::new(head))
     }
 
-    /// Rebuilds the head of `dir` in memory from the WAL alone, writing nothing.
-    pub fn open_read_only(dir: &Path, opts: HeadOptions) -> Result<Arc<Head>> {
+    /// Rebuilds the head of `dir` in memory from the WAL alone, writing nothing; data before
+    /// `min_valid_time` is left out as in [`Head::open_after`].
+    pub fn open_read_only(
+        dir: &Path,
+        opts: HeadOptions,
+        min_valid_time: i64,
+    ) -> Result<Arc<Head>> {
         let head = Self::new(opts, Some(dir.to_path_buf()), None, None);
+        head.set_min_valid_time(min_valid_time);
         replay::replay(&head, dir, true)?;
         Ok(Arc::new(head))
     }

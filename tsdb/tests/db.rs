@@ -553,3 +553,57 @@ fn label_names_and_values_across_head_and_blocks() {
     let vals = q.label_values("job", &[up]).expect("values");
     assert!(!vals.contains(&"old".to_string()), "{vals:?}");
 }
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let dst = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).expect("copy");
+        }
+    }
+}
+
+/// A crash after blocks were written but before the WAL was truncated leaves WAL records of
+/// data the blocks hold. Reopening must not put them back in the head (they would be
+/// persisted a second time, as blocks overlapping the first).
+#[test]
+fn wal_replay_leaves_out_what_blocks_hold() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut expect = BTreeMap::new();
+    {
+        let db = Db::open(tmp.path(), opts(H)).expect("open");
+        append_range(&db, 3, BASE, BASE + 5 * H, 60_000, &mut expect);
+        // The WAL as it was before the head was persisted and the WAL truncated.
+        copy_tree(&tmp.path().join("wal"), &tmp.path().join("wal-before"));
+        db.compact().expect("compact");
+        assert!(db.blocks().len() >= 2, "{} blocks", db.blocks().len());
+        db.close().expect("close");
+    }
+    std::fs::remove_dir_all(tmp.path().join("wal")).expect("rm wal");
+    std::fs::rename(tmp.path().join("wal-before"), tmp.path().join("wal")).expect("restore");
+    std::fs::remove_dir_all(tmp.path().join("chunks_head")).ok();
+
+    let db = Db::open(tmp.path(), opts(H)).expect("reopen");
+    let newest = db.blocks().iter().map(|b| b.max_time()).max().expect("blocks");
+    assert!(
+        db.head().min_time() >= newest,
+        "head starts at {} before the newest block's end {newest}",
+        db.head().min_time()
+    );
+    append_range(&db, 3, BASE + 5 * H, BASE + 8 * H, 60_000, &mut expect);
+    db.compact().expect("compact");
+    let mut ranges: Vec<(i64, i64)> = db
+        .blocks()
+        .iter()
+        .map(|b| (b.min_time(), b.max_time()))
+        .collect();
+    ranges.sort();
+    for w in ranges.windows(2) {
+        assert!(w[0].1 <= w[1].0, "overlapping blocks: {ranges:?}");
+    }
+    assert_eq!(query(&db, i64::MIN, i64::MAX, &all_metric()), expect);
+}

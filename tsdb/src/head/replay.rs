@@ -1,6 +1,8 @@
 //! Rebuilding the head on open: completed chunks from `chunks_head/` first, then the WAL
 //! (the newest checkpoint, then every later segment). Samples already covered by a chunk on
-//! disk are skipped; samples for series the WAL never declared are counted and dropped.
+//! disk are skipped, and so is what the blocks hold (before the head's minimum valid time, as
+//! appends would refuse it); samples for series the WAL never declared are counted and
+//! dropped.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,9 +18,11 @@ use crate::wal::{Wal, WalReader};
 /// Replays `dir/chunks_head` and `dir/wal` into `head`.
 pub(crate) fn replay(head: &Head, dir: &Path, read_only: bool) -> Result<Option<Wal>> {
     let mut disk: HashMap<u64, Vec<DoneChunk>> = HashMap::new();
+    let min_valid = head.min_valid_time();
     if let Some(cdm) = &head.chunk_disk {
         cdm.iterate_all(|m| {
-            if !m.ooo {
+            // Chunks ending before the newest block's end are in blocks already.
+            if !m.ooo && m.maxt >= min_valid {
                 disk.entry(m.series_ref).or_default().push(DoneChunk {
                     mint: m.mint,
                     maxt: m.maxt,
@@ -65,7 +69,7 @@ pub(crate) fn replay(head: &Head, dir: &Path, read_only: bool) -> Result<Option<
                     };
                     let fit = {
                         let d = ms.data.lock();
-                        d.fit(s.t, s.v, i64::MIN, head.max_time(), head.opts.ooo_window)
+                        d.fit(s.t, s.v, min_valid, head.max_time(), head.opts.ooo_window)
                     };
                     let ooo = matches!(fit, Ok(Fit::OutOfOrder));
                     if matches!(fit, Ok(Fit::InOrder) | Ok(Fit::OutOfOrder))
