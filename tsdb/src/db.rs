@@ -161,7 +161,11 @@ impl Db {
             Some(lock)
         };
         let (blocks, broken) = load_blocks(&dir)?;
-        let min_valid = blocks.iter().map(|b| b.max_time()).max().unwrap_or(i64::MIN);
+        let min_valid = blocks
+            .iter()
+            .map(|b| b.max_time())
+            .max()
+            .unwrap_or(i64::MIN);
         let head = if opts.read_only {
             Head::open_read_only(&dir, hopts, min_valid)?
         } else {

@@ -290,11 +290,7 @@ impl Head {
 
     /// Rebuilds the head of `dir` in memory from the WAL alone, writing nothing; data before
     /// `min_valid_time` is left out as in [`Head::open_after`].
-    pub fn open_read_only(
-        dir: &Path,
-        opts: HeadOptions,
-        min_valid_time: i64,
-    ) -> Result<Arc<Head>> {
+    pub fn open_read_only(dir: &Path, opts: HeadOptions, min_valid_time: i64) -> Result<Arc<Head>> {
         let head = Self::new(opts, Some(dir.to_path_buf()), None, None);
         head.set_min_valid_time(min_valid_time);
         replay::replay(&head, dir, true)?;

@@ -588,7 +588,12 @@ fn wal_replay_leaves_out_what_blocks_hold() {
     std::fs::remove_dir_all(tmp.path().join("chunks_head")).ok();
 
     let db = Db::open(tmp.path(), opts(H)).expect("reopen");
-    let newest = db.blocks().iter().map(|b| b.max_time()).max().expect("blocks");
+    let newest = db
+        .blocks()
+        .iter()
+        .map(|b| b.max_time())
+        .max()
+        .expect("blocks");
     assert!(
         db.head().min_time() >= newest,
         "head starts at {} before the newest block's end {newest}",
