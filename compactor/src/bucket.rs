@@ -342,7 +342,7 @@ pub fn local_bucket(dir: &Path) -> Result<Bucket> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
         .map_err(|e| Error::store("open", dir.display(), e))?;
-    Ok(Arc::new(fs))
+    Ok(crate::retry::RetryingStore::wrap(Arc::new(fs)))
 }
 
 #[cfg(test)]

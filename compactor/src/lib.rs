@@ -4,6 +4,8 @@
 //!
 //! * [`bucket`]: the Thanos bucket layout over any `object_store` (list, upload, download,
 //!   delete, marks).
+//! * [`retry`]: retries of failed object-store requests, around every bucket.
+//! * [`faulty`]: an object store that fails and stalls on purpose (tests, benches).
 //! * [`objstore`]: Thanos's objstore YAML (FILESYSTEM, S3, GCS, AZURE) to a bucket.
 //! * [`shipper`]: uploads local blocks to the bucket, as Thanos's sidecar does.
 //! * [`downsample`]: Thanos's aggregate chunks (encoding 0xff) and 5m/1h downsampling.
@@ -16,9 +18,11 @@ pub mod bucket;
 pub mod compact;
 pub mod downsample;
 pub mod error;
+pub mod faulty;
 pub mod objstore;
 pub mod planner;
 pub mod retention;
+pub mod retry;
 pub mod shipper;
 #[cfg(test)]
 mod testutil;

@@ -550,6 +550,7 @@ impl ObjstoreConfig {
         } else {
             Arc::new(PrefixStore::new(store, self.prefix.as_str()))
         };
+        let store = crate::retry::RetryingStore::wrap(store);
         Ok((
             store,
             BucketDescription {
