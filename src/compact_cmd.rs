@@ -243,17 +243,38 @@ pub fn compact(a: CompactArgs) -> Result<()> {
     cfg.downsampling = !a.downsampling_disable;
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("create {}", a.data_dir.display()))?;
+    // The scratch directory is this compactor's alone.
+    let _lock = strata_tsdb::db::lock_dir(&a.data_dir).with_context(|| {
+        format!(
+            "--data-dir {} is in use by another strata compact",
+            a.data_dir.display()
+        )
+    })?;
     let rt = runtime()?;
     rt.block_on(async {
         let mut total = Summary::default();
         loop {
             let bars = Bars::new();
-            let mut s = compact::compact_pass(&bucket, &cfg, &bars).await?;
+            let pass = async {
+                let mut s = compact::compact_pass(&bucket, &cfg, &bars).await?;
+                s.add(
+                    &retention::cleanup(&bucket, &ret, delay, retention::PARTIAL_UPLOAD_THRESHOLD)
+                        .await?,
+                );
+                Ok::<_, strata_compactor::Error>(s)
+            };
+            let res = pass.await;
             bars.done();
-            s.add(
-                &retention::cleanup(&bucket, &ret, delay, retention::PARTIAL_UPLOAD_THRESHOLD)
-                    .await?,
-            );
+            let s = match res {
+                Ok(s) => s,
+                // One pass: the error is the answer. Waiting: the next pass starts over (every
+                // step is safe to repeat).
+                Err(e) if !a.wait => return Err(e.into()),
+                Err(e) => {
+                    tracing::error!(error = %e, "compaction pass failed; retrying at the next pass");
+                    Summary::default()
+                }
+            };
             total.add(&s);
             if !a.wait {
                 break;
@@ -537,6 +558,9 @@ async fn verify(b: &Bucket, dir: &Path) -> Result<bool> {
     for (group, a, c) in strata_compactor::verify::find_overlaps(&live) {
         ok = false;
         println!("OVERLAP in group {group}: {a} and {c}");
+    }
+    for id in strata_compactor::verify::redundant_blocks(&live) {
+        println!("redundant {id}: another block holds its sources; the next compactor pass marks it for deletion");
     }
     println!(
         "{}: {} blocks checked",

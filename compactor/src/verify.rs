@@ -95,19 +95,35 @@ pub fn verify_block(dir: &Path) -> Result<BlockCheck> {
 }
 
 /// Pairs of blocks of the same group (resolution and external labels, replica labels kept)
-/// whose time ranges overlap.
+/// whose time ranges overlap. A block whose sources another block of its group holds (a
+/// compaction's input not yet marked, or the twin output of a second compactor) is not an
+/// overlap but redundant: see [`redundant_blocks`].
 pub fn find_overlaps(metas: &[BlockMeta]) -> Vec<(String, Ulid, Ulid)> {
     let mut out = Vec::new();
     for g in planner::group_blocks(metas, &[]) {
+        let redundant = planner::redundant_blocks(&g.blocks);
         for (i, a) in g.blocks.iter().enumerate() {
             for b in &g.blocks[i + 1..] {
-                if b.min_time < a.max_time && a.min_time < b.max_time {
+                if b.min_time < a.max_time
+                    && a.min_time < b.max_time
+                    && !redundant.contains(&a.ulid)
+                    && !redundant.contains(&b.ulid)
+                {
                     out.push((g.key.clone(), a.ulid, b.ulid));
                 }
             }
         }
     }
     out
+}
+
+/// Blocks whose data another block of their group holds entirely (by compaction sources);
+/// the compactor's next pass marks them for deletion.
+pub fn redundant_blocks(metas: &[BlockMeta]) -> Vec<Ulid> {
+    planner::group_blocks(metas, &[])
+        .iter()
+        .flat_map(|g| planner::redundant_blocks(&g.blocks))
+        .collect()
 }
 
 #[cfg(test)]
