@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::bucket::TestBucket;
-use common::{free_port, get_json, require_tool, run, strata, Proc};
+use common::{free_port, get_json, require_tool, run, start_strata_serve_with, strata};
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::labels::Labels;
 
@@ -175,19 +175,12 @@ fn compact_downsamples_and_queries_match_raw_within_bounds() {
 
     // strata serve over the bucket.
     let port = free_port();
-    let mut serve = Proc::spawn(
-        "strata serve",
-        Command::new(strata())
-            .arg("serve")
-            .arg("--storage.tsdb.path")
-            .arg(tmp.path().join("data"))
-            .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--objstore.config-file")
-            .arg(cfg),
+    let serve = start_strata_serve_with(
+        &tmp.path().join("data"),
+        port,
         tmp.path().join("serve.log"),
+        &["--objstore.config-file".as_ref(), cfg.as_os_str()],
     );
-    serve.wait_ready(port, "/-/ready", Duration::from_secs(60));
 
     let (start, end) = (BASE + 4 * H, BASE + 13 * D);
     for (res, res_ms, range) in [("5m", 5 * MIN, "30m"), ("1h", H, "3h")] {

@@ -15,11 +15,14 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, get_json, http_request, require_tool, start_moto, strata, Proc};
+use common::{
+    free_port, get_json, http_request, require_tool, start_moto, start_strata_serve_with, Proc,
+};
 use prost::Message;
 use strata_ingest::remote::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
 
@@ -294,27 +297,24 @@ fn requests(base: i64) -> Vec<Request> {
 }
 
 fn serve(dir: &Path, port: u16, objstore: &str, config: &Path, shipper: &str, log: &Path) -> Proc {
-    let mut p = Proc::spawn(
-        "strata serve",
-        Command::new(strata())
-            .arg("serve")
-            .arg("--storage.tsdb.path")
-            .arg(dir)
-            .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--config.file")
-            .arg(config)
-            .arg("--objstore.config")
-            .arg(objstore)
-            .args(["--storage.tsdb.min-block-duration", "2m"])
-            .args(["--storage.tsdb.max-block-duration", "2m"])
-            .args(["--storage.tsdb.retention.time", "30m"])
-            .args(["--shipper.interval", shipper])
-            .args(["--store.sync-interval", "2s"]),
-        log.to_path_buf(),
-    );
-    p.wait_ready(port, "/-/ready", Duration::from_secs(60));
-    p
+    let flags: Vec<&OsStr> = [
+        "--config.file".as_ref(),
+        config.as_os_str(),
+        "--objstore.config".as_ref(),
+        objstore.as_ref(),
+        "--storage.tsdb.min-block-duration".as_ref(),
+        "2m".as_ref(),
+        "--storage.tsdb.max-block-duration".as_ref(),
+        "2m".as_ref(),
+        "--storage.tsdb.retention.time".as_ref(),
+        "30m".as_ref(),
+        "--shipper.interval".as_ref(),
+        shipper.as_ref(),
+        "--store.sync-interval".as_ref(),
+        "2s".as_ref(),
+    ]
+    .to_vec();
+    start_strata_serve_with(dir, port, log.to_path_buf(), &flags)
 }
 
 fn local_blocks(dir: &Path) -> usize {

@@ -198,6 +198,16 @@ pub fn urlencode(s: &str) -> String {
 /// Starts `strata serve` on `dir` at 127.0.0.1:`port` with default flags and waits (bounded)
 /// until it is ready.
 pub fn start_strata_serve(dir: &Path, port: u16, log: PathBuf) -> Proc {
+    start_strata_serve_with(dir, port, log, &[])
+}
+
+/// [`start_strata_serve`] with further flags.
+pub fn start_strata_serve_with(
+    dir: &Path,
+    port: u16,
+    log: PathBuf,
+    args: &[&std::ffi::OsStr],
+) -> Proc {
     let mut p = Proc::spawn(
         "strata serve",
         Command::new(strata())
@@ -205,7 +215,8 @@ pub fn start_strata_serve(dir: &Path, port: u16, log: PathBuf) -> Proc {
             .arg("--storage.tsdb.path")
             .arg(dir)
             .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}")),
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args),
         log,
     );
     p.wait_ready(port, "/-/ready", Duration::from_secs(60));
