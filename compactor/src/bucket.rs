@@ -345,6 +345,41 @@ pub fn local_bucket(dir: &Path) -> Result<Bucket> {
     Ok(Arc::new(fs))
 }
 
+/// Downloads block `meta.ulid` like [`download_block`], then checks the download against the
+/// meta's `thanos.files` (when listed): every file present with its size, so a block being
+/// deleted (or otherwise incomplete) is an error rather than a silently truncated input.
+pub async fn download_block_checked(
+    bucket: &Bucket,
+    meta: &BlockMeta,
+    dest: &Path,
+) -> Result<std::path::PathBuf> {
+    let dir = download_block(bucket, &meta.ulid, dest).await?;
+    let files = meta
+        .thanos
+        .as_ref()
+        .map(|t| t.files.as_slice())
+        .unwrap_or(&[]);
+    for f in files {
+        if f.rel_path == META_FILE {
+            continue;
+        }
+        let key = block_key(&meta.ulid, &f.rel_path)?;
+        let p = dir.join(&f.rel_path);
+        let got = std::fs::metadata(&p).map(|m| m.len() as i64).ok();
+        if got != Some(f.size_bytes) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(Error::Corrupt {
+                key: key.to_string(),
+                detail: match got {
+                    None => "listed in meta.json but missing from the bucket".into(),
+                    Some(n) => format!("{n} bytes, meta.json says {}", f.size_bytes),
+                },
+            });
+        }
+    }
+    Ok(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

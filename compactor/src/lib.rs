@@ -11,11 +11,13 @@
 //! * [`compact`]: a compactor pass over a bucket (garbage, compaction, downsampling).
 //! * [`retention`]: per-resolution retention, delete-delay deletion, partial-upload cleanup.
 //! * [`verify`]: thorough checks of downloaded blocks and overlap detection.
+//! * [`faulty`]: a fault-injecting object store wrapper (test and benchmark support).
 
 pub mod bucket;
 pub mod compact;
 pub mod downsample;
 pub mod error;
+pub mod faulty;
 pub mod objstore;
 pub mod planner;
 pub mod retention;
