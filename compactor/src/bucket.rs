@@ -132,7 +132,13 @@ pub async fn list_metas(bucket: &Bucket) -> Result<Listing> {
     for id in list_block_dirs(bucket).await? {
         match read_meta(bucket, &id).await {
             Ok(Some(m)) => out.blocks.push(m),
-            Ok(None) => out.partial.push(id),
+            Ok(None) => {
+                // A local-filesystem bucket keeps the empty directories of deleted blocks:
+                // only a directory holding objects is a partial upload.
+                if !block_objects(bucket, &id).await?.is_empty() {
+                    out.partial.push(id)
+                }
+            }
             Err(e @ Error::Corrupt { .. }) => out.corrupt.push((id, e.to_string())),
             Err(e) => return Err(e),
         }
@@ -345,6 +351,41 @@ pub fn local_bucket(dir: &Path) -> Result<Bucket> {
     Ok(crate::retry::RetryingStore::wrap(Arc::new(fs)))
 }
 
+/// Downloads block `meta.ulid` like [`download_block`], then checks the download against the
+/// meta's `thanos.files` (when listed): every file present with its size, so a block being
+/// deleted (or otherwise incomplete) is an error rather than a silently truncated input.
+pub async fn download_block_checked(
+    bucket: &Bucket,
+    meta: &BlockMeta,
+    dest: &Path,
+) -> Result<std::path::PathBuf> {
+    let dir = download_block(bucket, &meta.ulid, dest).await?;
+    let files = meta
+        .thanos
+        .as_ref()
+        .map(|t| t.files.as_slice())
+        .unwrap_or(&[]);
+    for f in files {
+        if f.rel_path == META_FILE {
+            continue;
+        }
+        let key = block_key(&meta.ulid, &f.rel_path)?;
+        let p = dir.join(&f.rel_path);
+        let got = std::fs::metadata(&p).map(|m| m.len() as i64).ok();
+        if got != Some(f.size_bytes) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(Error::Corrupt {
+                key: key.to_string(),
+                detail: match got {
+                    None => "listed in meta.json but missing from the bucket".into(),
+                    Some(n) => format!("{n} bytes, meta.json says {}", f.size_bytes),
+                },
+            });
+        }
+    }
+    Ok(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +467,25 @@ mod tests {
         delete_block(&bucket, &id).await.unwrap();
         assert!(block_objects(&bucket, &id).await.unwrap().is_empty());
         assert!(list_metas(&bucket).await.unwrap().blocks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn deleted_block_on_a_filesystem_bucket_is_not_partial() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bucket = local_bucket(&tmp.path().join("bucket")).unwrap();
+        let id = Ulid::new();
+        let dir = tmp.path().join(id.to_string());
+        std::fs::create_dir_all(dir.join("chunks")).unwrap();
+        std::fs::write(dir.join("chunks/000001"), b"c").unwrap();
+        std::fs::write(dir.join("index"), b"i").unwrap();
+        upload_block(&bucket, &dir, &BlockMeta::new(id, 0, 1))
+            .await
+            .unwrap();
+        delete_block(&bucket, &id).await.unwrap();
+        // The empty directories stay on disk, but there is no block, partial or not.
+        assert!(tmp.path().join("bucket").join(id.to_string()).exists());
+        let l = list_metas(&bucket).await.unwrap();
+        assert!(l.blocks.is_empty() && l.partial.is_empty(), "{l:?}");
     }
 
     #[tokio::test]

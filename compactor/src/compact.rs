@@ -1,5 +1,9 @@
 //! The bucket compactor: one pass of Thanos's compactor over a bucket.
 //!
+//! 0. Interrupted uploads: blocks this compactor started uploading (recorded in
+//!    `<data_dir>/pending-uploads.json` before the first object is written) and did not finish
+//!    are deleted if their `meta.json` never arrived, kept if it did (the request succeeded
+//!    but the answer was lost; the garbage step then marks its sources).
 //! 1. Sync: list block metas and read their deletion and no-compact marks. Blocks marked for
 //!    deletion take no further part.
 //! 2. Garbage: within a group, a block whose sources are covered by another block (a compaction
@@ -247,6 +251,119 @@ pub async fn upload_new_block(bucket: &Bucket, dir: &Path, meta: &mut BlockMeta)
     bucket::upload_block(bucket, dir, meta).await
 }
 
+/// The file in the scratch directory naming the blocks whose upload started and has not
+/// finished; see [`clean_pending_uploads`].
+pub const PENDING_UPLOADS_FILE: &str = "pending-uploads.json";
+
+/// The blocks recorded in `<data_dir>/pending-uploads.json` (none when the file is absent; an
+/// unreadable file is logged and treated as empty: its partial uploads are then left to the
+/// partial-upload cleanup).
+pub fn read_pending(data_dir: &Path) -> Result<Vec<Ulid>> {
+    let path = data_dir.join(PENDING_UPLOADS_FILE);
+    let b = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let ids: Vec<String> = match serde_json::from_slice(&b) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable pending-uploads file");
+            return Ok(Vec::new());
+        }
+    };
+    Ok(ids
+        .iter()
+        .filter_map(|s| Ulid::from_string(s).ok())
+        .collect())
+}
+
+/// Rewrites `<data_dir>/pending-uploads.json` atomically (temporary file, fsync, rename).
+fn write_pending(data_dir: &Path, ids: &[Ulid]) -> Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::io("create directory", data_dir, e))?;
+    let path = data_dir.join(PENDING_UPLOADS_FILE);
+    let tmp = data_dir.join(format!("{PENDING_UPLOADS_FILE}.tmp"));
+    let v: Vec<String> = ids.iter().map(|u| u.to_string()).collect();
+    let body = serde_json::to_vec(&v).map_err(|e| Error::Invalid {
+        what: "pending uploads",
+        value: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    f.write_all(&body)
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+    if let Ok(d) = std::fs::File::open(data_dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Uploads a new block (see [`upload_new_block`]) recorded as pending in `data_dir` until it
+/// is complete, so an upload that fails or is killed half-way is removed by the next pass.
+pub async fn upload_tracked(
+    bucket: &Bucket,
+    data_dir: &Path,
+    dir: &Path,
+    meta: &mut BlockMeta,
+) -> Result<()> {
+    let mut pending = read_pending(data_dir)?;
+    if !pending.contains(&meta.ulid) {
+        pending.push(meta.ulid);
+        write_pending(data_dir, &pending)?;
+    }
+    upload_new_block(bucket, dir, meta).await?;
+    let mut pending = read_pending(data_dir)?;
+    pending.retain(|u| *u != meta.ulid);
+    write_pending(data_dir, &pending)
+}
+
+/// Settles the uploads recorded as pending in `data_dir`: a block without `meta.json` (or
+/// with an unreadable one) is deleted, a block whose `meta.json` arrived is kept (the upload
+/// succeeded though its last answer was lost). Returns how many were deleted. On error the
+/// unsettled ones stay recorded for the next pass.
+pub async fn clean_pending_uploads(bucket: &Bucket, data_dir: &Path) -> Result<usize> {
+    let pending = read_pending(data_dir)?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let mut left = pending.clone();
+    let mut deleted = 0;
+    let mut res = Ok(());
+    for id in &pending {
+        let r = async {
+            let complete = match bucket::read_meta(bucket, id).await {
+                Ok(m) => m.is_some(),
+                Err(Error::Corrupt { .. }) => false,
+                Err(e) => return Err(e),
+            };
+            if !complete {
+                bucket::delete_block(bucket, id).await?;
+                tracing::info!(block = %id, "deleted the remains of an interrupted upload");
+            }
+            Ok(!complete)
+        }
+        .await;
+        match r {
+            Ok(del) => {
+                deleted += usize::from(del);
+                left.retain(|u| u != id);
+            }
+            Err(e) => {
+                res = Err(e);
+                break;
+            }
+        }
+    }
+    if left.len() != pending.len() {
+        write_pending(data_dir, &left)?;
+    }
+    res.map(|()| deleted)
+}
+
 fn fresh_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
@@ -260,7 +377,10 @@ pub async fn compact_pass(
     cfg: &CompactConfig,
     progress: &dyn Progress,
 ) -> Result<Summary> {
-    let mut sum = Summary::default();
+    let mut sum = Summary {
+        deleted: clean_pending_uploads(bucket, &cfg.data_dir).await?,
+        ..Default::default()
+    };
     let st = sync(bucket).await?;
     let mut no_compact = st.no_compact.clone();
     let groups = planner::group_blocks(&st.live_blocks(), &cfg.replica_labels);
@@ -322,7 +442,7 @@ pub async fn compact_group(
         fresh_dir(&work)?;
         let mut blocks: Vec<Arc<Block>> = Vec::with_capacity(metas.len());
         for m in &metas {
-            let dir = bucket::download_block(bucket, &m.ulid, &work).await?;
+            let dir = bucket::download_block_checked(bucket, m, &work).await?;
             blocks.push(Block::open(&dir)?);
         }
         tracing::info!(group = %g.key, blocks = ?plan, "compacting");
@@ -339,7 +459,7 @@ pub async fn compact_group(
                 ..Default::default()
             });
             let dir = work.join(meta.ulid.to_string());
-            upload_new_block(bucket, &dir, &mut meta).await?;
+            upload_tracked(bucket, &cfg.data_dir, &dir, &mut meta).await?;
             tracing::info!(group = %g.key, block = %meta.ulid, "uploaded compacted block");
             new_id = meta.ulid.to_string();
             g.blocks.push(meta);
@@ -369,7 +489,10 @@ pub async fn downsample_pass(
     cfg: &CompactConfig,
     progress: &dyn Progress,
 ) -> Result<Summary> {
-    let mut sum = Summary::default();
+    let mut sum = Summary {
+        deleted: clean_pending_uploads(bucket, &cfg.data_dir).await?,
+        ..Default::default()
+    };
     for _ in 0..2 {
         let st = sync(bucket).await?;
         let live = st.live_blocks();
@@ -404,14 +527,14 @@ pub async fn downsample_pass(
         for (m, target) in todo {
             let work = cfg.data_dir.join("downsample").join(m.ulid.to_string());
             fresh_dir(&work)?;
-            let dir = bucket::download_block(bucket, &m.ulid, &work).await?;
+            let dir = bucket::download_block_checked(bucket, &m, &work).await?;
             let block = Block::open(&dir)?;
             tracing::info!(block = %m.ulid, resolution = target, "downsampling");
             let out = downsample_block(&block, &m, &work, target)?;
             drop(block);
             if let Some(mut meta) = out {
                 let d = work.join(meta.ulid.to_string());
-                upload_new_block(bucket, &d, &mut meta).await?;
+                upload_tracked(bucket, &cfg.data_dir, &d, &mut meta).await?;
                 tracing::info!(from = %m.ulid, to = %meta.ulid, resolution = target, "uploaded downsampled block");
                 sum.blocks_downsampled += 1;
             }

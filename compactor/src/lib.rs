@@ -13,6 +13,7 @@
 //! * [`compact`]: a compactor pass over a bucket (garbage, compaction, downsampling).
 //! * [`retention`]: per-resolution retention, delete-delay deletion, partial-upload cleanup.
 //! * [`verify`]: thorough checks of downloaded blocks and overlap detection.
+//! * [`faulty`]: a fault-injecting object store wrapper (test and benchmark support).
 
 pub mod bucket;
 pub mod compact;

@@ -82,8 +82,10 @@ pub fn group_blocks(metas: &[BlockMeta], replica_labels: &[String]) -> Vec<Group
 }
 
 /// Blocks of a group made redundant by another block of the group: all their sources are
-/// included in another block's sources (strictly more, or the same sources and a larger ULID).
-/// Thanos removes these after a compaction whose sources were not yet marked.
+/// included in another block's sources (strictly more, or the same sources and a smaller ULID).
+/// Thanos removes these after a compaction whose sources were not yet marked. Of blocks with
+/// identical sources (two compactors ran the same plan) the one with the smallest ULID is
+/// kept and only the others are returned: at least one block of every source set survives.
 pub fn redundant_blocks(blocks: &[BlockMeta]) -> Vec<Ulid> {
     let sets: Vec<HashSet<Ulid>> = blocks
         .iter()
@@ -97,7 +99,7 @@ pub fn redundant_blocks(blocks: &[BlockMeta]) -> Vec<Ulid> {
         let covered = blocks.iter().enumerate().any(|(j, b)| {
             j != i
                 && sets[i].is_subset(&sets[j])
-                && (sets[j].len() > sets[i].len() || b.ulid > a.ulid)
+                && (sets[j].len() > sets[i].len() || b.ulid < a.ulid)
         });
         if covered {
             out.push(a.ulid);
@@ -293,6 +295,14 @@ mod tests {
         let b = bm(2, 2 * H, 4 * H);
         let mut c = bm(3, 0, 4 * H);
         c.compaction.sources = ids(&[1, 2]);
-        assert_eq!(redundant_blocks(&[a, b, c]), ids(&[1, 2]));
+        assert_eq!(redundant_blocks(&[a, b, c.clone()]), ids(&[1, 2]));
+        // Two outputs of the same plan: only the larger ULID goes, never both.
+        let mut d = bm(4, 0, 4 * H);
+        d.compaction.sources = ids(&[1, 2]);
+        let mut e = bm(5, 0, 4 * H);
+        e.compaction.sources = ids(&[1, 2]);
+        assert_eq!(redundant_blocks(&[c.clone(), d.clone()]), ids(&[4]));
+        assert_eq!(redundant_blocks(&[e.clone(), d.clone()]), ids(&[5]));
+        assert_eq!(redundant_blocks(&[e, d, c]), ids(&[5, 4]));
     }
 }

@@ -64,7 +64,8 @@ pub async fn apply_retention(bucket: &Bucket, r: &Retention, now_ms: i64) -> Res
     Ok(out)
 }
 
-/// Deletes blocks marked for deletion more than `delay_ms` before `now_ms`, and interrupted
+/// Deletes blocks marked for deletion at least `delay_ms` before `now_ms` (a delay of 0 deletes
+/// at once, even marks written in the same second), and interrupted
 /// deletions (marked directories without `meta.json`) whatever their age. Returns them.
 pub async fn delete_marked(bucket: &Bucket, delay_ms: i64, now_ms: i64) -> Result<Vec<Ulid>> {
     let mut out = Vec::new();
@@ -84,7 +85,7 @@ pub async fn delete_marked(bucket: &Bucket, delay_ms: i64, now_ms: i64) -> Resul
             Err(e) => return Err(e),
         };
         let age_ms = now_ms - mark.deletion_time.saturating_mul(1000);
-        if age_ms > delay_ms || !with_meta.contains(&id) {
+        if age_ms >= delay_ms || !with_meta.contains(&id) {
             bucket::delete_block(bucket, &id).await?;
             tracing::info!(block = %id, "deleted block marked for deletion");
             out.push(id);

@@ -239,14 +239,14 @@ mod tests {
     use crate::faulty::{FaultConfig, FaultyStore};
     use object_store::memory::InMemory;
 
-    fn stores(fail_ratio: f64) -> (Arc<FaultyStore>, RetryingStore) {
+    fn stores(fail_rate: f64) -> (Arc<FaultyStore>, RetryingStore) {
         let faulty = Arc::new(FaultyStore::new(
             Arc::new(InMemory::new()),
             FaultConfig {
-                fail_ratio,
-                stall_ratio: 0.0,
-                stall: Duration::ZERO,
                 seed: 3,
+                fail_rate,
+                write_fail_rate: fail_rate,
+                ..FaultConfig::default()
             },
         ));
         let policy = RetryPolicy {
@@ -279,7 +279,7 @@ mod tests {
         for i in 0..100 {
             store.delete(&Key::from(format!("k/{i}"))).await.unwrap();
         }
-        assert!(faulty.failures() > 50, "{}", faulty.failures());
+        assert!(faulty.stats().failed() > 50, "{:?}", faulty.stats());
         faulty.set_enabled(false);
         let left: Vec<ObjectMeta> = store.list(None).try_collect().await.unwrap();
         assert!(left.is_empty());
@@ -296,7 +296,7 @@ mod tests {
             matches!(err, Ok(()) | Err(object_store::Error::NotFound { .. })),
             "{err:?}"
         );
-        assert_eq!(faulty.failures(), 0);
+        assert_eq!(faulty.stats().failed(), 0);
         // When every request fails, the error comes back after the attempts.
         let (_, always) = stores(1.0);
         assert!(always

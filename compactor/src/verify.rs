@@ -95,20 +95,18 @@ pub fn verify_block(dir: &Path) -> Result<BlockCheck> {
 }
 
 /// Pairs of blocks of the same group (resolution and external labels, replica labels kept)
-/// whose time ranges overlap. A block whose sources another block of its group holds (a
-/// compaction's input not yet marked, or the twin output of a second compactor) is not an
-/// overlap but redundant: see [`redundant_blocks`].
+/// whose time ranges overlap. Redundant blocks ([`redundant_blocks`]: every source is in
+/// another block of the group) take no part: they are what a compaction leaves when it is
+/// interrupted between uploading its result and marking its sources (or when two compactors
+/// ran the same plan), garbage that the next compactor pass marks for deletion.
 pub fn find_overlaps(metas: &[BlockMeta]) -> Vec<(String, Ulid, Ulid)> {
     let mut out = Vec::new();
-    for g in planner::group_blocks(metas, &[]) {
+    for mut g in planner::group_blocks(metas, &[]) {
         let redundant = planner::redundant_blocks(&g.blocks);
+        g.blocks.retain(|b| !redundant.contains(&b.ulid));
         for (i, a) in g.blocks.iter().enumerate() {
             for b in &g.blocks[i + 1..] {
-                if b.min_time < a.max_time
-                    && a.min_time < b.max_time
-                    && !redundant.contains(&a.ulid)
-                    && !redundant.contains(&b.ulid)
-                {
+                if b.min_time < a.max_time && a.min_time < b.max_time {
                     out.push((g.key.clone(), a.ulid, b.ulid));
                 }
             }
@@ -163,8 +161,12 @@ mod tests {
         let a = BlockMeta::new(Ulid::from(1u128), 0, 10);
         let b = BlockMeta::new(Ulid::from(2u128), 5, 15);
         let c = BlockMeta::new(Ulid::from(3u128), 15, 20);
-        let o = find_overlaps(&[a, b, c]);
+        let o = find_overlaps(&[a.clone(), b.clone(), c]);
         assert_eq!(o.len(), 1);
         assert_eq!((o[0].1, o[0].2), (Ulid::from(1u128), Ulid::from(2u128)));
+        // A compaction result next to its unmarked sources is garbage, not an overlap.
+        let mut d = BlockMeta::new(Ulid::from(4u128), 0, 15);
+        d.compaction.sources = vec![a.ulid, b.ulid];
+        assert!(find_overlaps(&[a, b, d]).is_empty());
     }
 }
