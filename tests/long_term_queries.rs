@@ -4,13 +4,15 @@
 //! `strata serve` (2-minute blocks, 30-minute local retention, shipping to a moto S3 bucket)
 //! and Prometheus (`--web.enable-remote-write-receiver`) receive the same three hours of
 //! generated samples over remote-write, in time order: counters with resets, float counters,
-//! gauges, classic histograms, over a few label dimensions. Right after the push (the blocks
-//! are still local: the shipper's first pass after start-up comes later) Strata answers every
-//! case; then the test waits (bounded) until the blocks are in the bucket and the local copies
-//! beyond retention are gone from the data directory, so the first ~2.5 hours are answered
-//! from the bucket only, and asks again. Both rounds must equal Prometheus's answers: same
-//! series (label sets), same timestamps, values within 1e-6 relative. `/api/v1/series`,
-//! `/api/v1/labels` and `/api/v1/label/<name>/values` must return the same sets.
+//! gauges, classic histograms, over a few label dimensions. Strata answers every case three
+//! times: right after the push (from the head), once the head is persisted into local blocks
+//! (before the shipper's second pass uploads them), and after a bounded wait until the blocks
+//! are in the bucket and the local copies beyond retention are gone from the data directory,
+//! so the first ~2.5 hours are answered from the bucket only (the rest from local blocks that
+//! are also in the bucket, and the head). Every round must equal Prometheus's answers (same
+//! series, same timestamps, values within 1e-6 relative) and the bucket round must equal the
+//! local one. `/api/v1/series`, `/api/v1/labels` and `/api/v1/label/<name>/values` (with and
+//! without `match[]` and time ranges) must return the same sets.
 //!
 //! Prometheus 2.42 vs 3 (Strata follows 3): every sample timestamp has a millisecond part in
 //! 1..=998 while every evaluation time, range and offset is a whole number of seconds, so no
@@ -593,8 +595,8 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
     let (mut prom, prom_port) = start_prometheus(tmp.path(), &cfg);
     let dir = tmp.path().join("data");
     let port = free_port();
-    // The shipper's first pass runs at start-up (nothing to ship), the next one 20 s later:
-    // the push and the first round of queries read local data.
+    // The shipper's first pass runs at start-up (nothing to ship), the next one 30 s later:
+    // the push and the first two rounds of queries read local data.
     let mut server = Proc::spawn(
         "strata",
         Command::new(strata())
@@ -614,7 +616,7 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
             .arg("--storage.tsdb.retention.time")
             .arg("30m")
             .arg("--shipper.interval")
-            .arg("20s"),
+            .arg("30s"),
         tmp.path().join("serve.log"),
     );
     server.wait_ready(port, "/-/ready", Duration::from_secs(60));
@@ -637,24 +639,50 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
         .build()
         .expect("runtime");
 
-    // Round 1: right after the push.
-    let local_before = local_blocks(&dir);
+    // Round 1: right after the push, from the head (the first head compaction comes up to
+    // 15 s after start-up).
     let t_q = Instant::now();
-    let before: Vec<Answer> = cases.iter().map(|c| answer(port, c)).collect();
-    let in_bucket_before = bucket_blocks(&rt, &bkt).0.len();
+    let local_at_head_round = local_blocks(&dir).len();
+    let from_head: Vec<Answer> = cases.iter().map(|c| answer(port, c)).collect();
     eprintln!(
-        "round 1: {} cases in {:?}; {} local blocks (oldest from S+{}m), {} in the bucket \
-         after the round",
+        "round 1 (head): {} cases in {:?}; {local_at_head_round} local blocks before it",
         cases.len(),
         t_q.elapsed(),
-        local_before.len(),
-        local_before.first().map_or(-1, |b| (b.1 - s) / MIN),
-        in_bucket_before
     );
-
     // Prometheus, meanwhile.
     let want: Vec<Answer> = cases.iter().map(|c| answer(prom_port, c)).collect();
     prom.kill();
+
+    // Round 2: once the head is persisted into local blocks, before the shipper's second pass
+    // (30 s after start-up) uploads them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = local_blocks(&dir).len() as i64;
+        if n >= SPAN / BLOCK - 3 || !bucket_blocks(&rt, &bkt).0.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            panic!("only {n} local blocks after 60 s:\n{}", server.log_text());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let t_q = Instant::now();
+    let local_round = local_blocks(&dir);
+    let before: Vec<Answer> = cases.iter().map(|c| answer(port, c)).collect();
+    let in_bucket_before = bucket_blocks(&rt, &bkt).0.len();
+    eprintln!(
+        "round 2 (local blocks): {:?}; {} local blocks (oldest from S+{}m) before it, {} in \
+         the bucket after it",
+        t_q.elapsed(),
+        local_round.len(),
+        local_round.first().map_or(-1, |b| (b.1 - s) / MIN),
+        in_bucket_before
+    );
+    assert!(
+        local_round.len() as i64 >= SPAN / BLOCK / 2 && local_round[0].1 < s + BLOCK,
+        "round 2 did not read local blocks: {} local, {in_bucket_before} shipped",
+        local_round.len()
+    );
 
     // Wait (bounded) until the blocks are shipped and the local copies beyond retention are
     // gone: everything older than ~35 minutes before the end lives only in the bucket.
@@ -692,11 +720,11 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
     // The shipper re-syncs the bucket store right after an upload; give it a moment.
     std::thread::sleep(Duration::from_secs(2));
 
-    // Round 2: from the bucket.
+    // Round 3: from the bucket.
     let t_q = Instant::now();
     let after: Vec<Answer> = cases.iter().map(|c| answer(port, c)).collect();
     eprintln!(
-        "round 2: {} bucket blocks, {} local (oldest from S+{}m), {:?}",
+        "round 3 (bucket): {} bucket blocks, {} local (oldest from S+{}m), {:?}",
         shipped.len(),
         local.len(),
         local.first().map_or(-1, |b| (b.1 - s) / MIN),
@@ -727,6 +755,13 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
         &want,
         &after,
         "from the bucket vs Prometheus",
+    ));
+    diffs.extend(mismatches(
+        s,
+        &cases,
+        &want,
+        &from_head,
+        "from the head vs Prometheus",
     ));
     diffs.extend(mismatches(
         s,
