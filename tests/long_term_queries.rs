@@ -221,6 +221,32 @@ fn generate(start: i64, end: i64) -> Data {
             );
         }
     }
+    // Batch counters that start late and stop early (from 0, so rate's zero point is the first
+    // sample in 2.x and 3 alike): after the upload the early ones live only in the bucket.
+    let spans: [(i64, i64); 6] = [
+        (5 * MIN, 40 * MIN),
+        (30 * MIN, HOUR + 30 * MIN),
+        (HOUR + 5 * MIN, HOUR + 20 * MIN),
+        (HOUR + 50 * MIN, 2 * HOUR + 40 * MIN),
+        (2 * HOUR + 10 * MIN, 2 * HOUR + 57 * MIN),
+        (2 * HOUR + 45 * MIN, SPAN),
+    ];
+    for (b, (from, to)) in spans.iter().enumerate() {
+        let (full_start, full_end) = (g.start, g.end);
+        (g.start, g.end) = (full_start + from, full_start + to);
+        let times = g.times(30 * SEC);
+        (g.start, g.end) = (full_start, full_end);
+        let mut v = 0.0;
+        let pts = times
+            .iter()
+            .map(|&t| {
+                let p = (t, v);
+                v += g.rng.below(1000) as f64 / 8.0;
+                p
+            })
+            .collect();
+        g.push("batch_processed_total", &[("batch", &format!("b{b}"))], pts);
+    }
     Data { series: g.series }
 }
 
@@ -329,6 +355,9 @@ const QUERIES: &[&str] = &[
     r#"histogram_quantile(0.9, sum by (le, job) (rate(request_duration_seconds_bucket[5m])))"#,
     r#"histogram_quantile(0.5, rate(request_duration_seconds_bucket[10m]))"#,
     r#"rate(request_duration_seconds_sum[5m]) / rate(request_duration_seconds_count[5m])"#,
+    r#"sum by (batch) (increase(batch_processed_total[10m]))"#,
+    r#"count(batch_processed_total)"#,
+    r#"max_over_time(batch_processed_total[1h])"#,
 ];
 
 /// Instant-query times (offsets from the data start), whole seconds, never ≡ 0 (mod 60).
@@ -442,12 +471,16 @@ fn cases(s: i64) -> Vec<Case> {
             s + HOUR,
             s + 2 * HOUR,
         ),
+        Case::Series(m(&["batch_processed_total"]), s, s + 20 * MIN),
+        Case::Series(m(&["batch_processed_total"]), s + 2 * HOUR, s + SPAN),
         Case::Labels(Vec::new(), None),
         Case::Labels(Vec::new(), all),
         Case::Labels(m(&["cpu_seconds_total"]), all),
         Case::LabelValues("__name__".into(), Vec::new(), None),
         Case::LabelValues("job".into(), Vec::new(), all),
         Case::LabelValues("le".into(), Vec::new(), None),
+        Case::LabelValues("batch".into(), Vec::new(), None),
+        Case::LabelValues("batch".into(), m(&[r#"{batch=~"b[0-2]"}"#]), all),
         Case::LabelValues("instance".into(), m(&["cpu_seconds_total"]), all),
         Case::LabelValues("code".into(), m(&[r#"{job=~"w.*"}"#]), None),
     ]);
@@ -686,8 +719,30 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
 
     // Wait (bounded) until the blocks are shipped and the local copies beyond retention are
     // gone: everything older than ~35 minutes before the end lives only in the bucket.
+    // Meanwhile, every pushed sample must stay visible exactly once: a block may leave the
+    // data directory only once the bucket store serves it.
+    let total = data.samples() as f64;
+    let count_all = Case::Instant(r#"{__name__=~".+"}[4h]"#.into(), s + SPAN + MIN);
+    let mut lost: Vec<String> = Vec::new();
+    let mut polls = 0;
     let deadline = Instant::now() + Duration::from_secs(90);
     let (shipped, local) = loop {
+        polls += 1;
+        match answer(port, &count_all) {
+            Answer::Query(Res::Matrix(m))
+                if m.iter().map(|x| x.1.len()).sum::<usize>() as f64 == total => {}
+            other => lost.push(format!(
+                "at {:?}: {} ({} local blocks, {} in the bucket)",
+                t0.elapsed(),
+                match other {
+                    Answer::Query(Res::Matrix(m)) =>
+                        format!("{} samples", m.iter().map(|x| x.1.len()).sum::<usize>()),
+                    other => format!("{other:?}"),
+                },
+                local_blocks(&dir).len(),
+                bucket_blocks(&rt, &bkt).0.len()
+            )),
+        }
         let (metas, partial) = bucket_blocks(&rt, &bkt);
         let local = local_blocks(&dir);
         let ids: Vec<&String> = metas.iter().map(|m| &m.0).collect();
@@ -713,6 +768,12 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
+    assert!(
+        lost.is_empty(),
+        "{} of {polls} polls during upload and retention did not count all {total} samples:\n{}",
+        lost.len(),
+        lost.join("\n")
+    );
     // Blocks cover the whole period without overlaps.
     for w in shipped.windows(2) {
         assert!(w[0].2 <= w[1].1, "overlapping blocks {w:?}");
@@ -748,6 +809,37 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
         "only {nonempty} of {} Prometheus answers are non-empty",
         cases.len()
     );
+    // The endpoint cases see the churned series as expected: b0 alone in the first 20 minutes,
+    // all six names, and the three early ones when matched.
+    let set_of = |c: &Case| -> Vec<String> {
+        let i = cases
+            .iter()
+            .position(|x| x.describe(s) == c.describe(s))
+            .expect("case listed");
+        match &want[i] {
+            Answer::Set(Ok(v)) => v.clone(),
+            other => panic!("{}: {other:?}", c.describe(s)),
+        }
+    };
+    let early = set_of(&Case::Series(
+        vec!["batch_processed_total".into()],
+        s,
+        s + 20 * MIN,
+    ));
+    assert!(
+        early.len() == 1 && early[0].contains(r#""b0""#),
+        "{early:?}"
+    );
+    let batches = set_of(&Case::LabelValues("batch".into(), Vec::new(), None));
+    assert_eq!(batches, ["b0", "b1", "b2", "b3", "b4", "b5"]);
+    let all = Some((s - HOUR, s + SPAN + HOUR));
+    let matched = set_of(&Case::LabelValues(
+        "batch".into(),
+        vec![r#"{batch=~"b[0-2]"}"#.into()],
+        all,
+    ));
+    assert_eq!(matched, ["b0", "b1", "b2"]);
+
     let mut diffs = mismatches(s, &cases, &want, &before, "before upload vs Prometheus");
     diffs.extend(mismatches(
         s,
