@@ -778,8 +778,7 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
     for w in shipped.windows(2) {
         assert!(w[0].2 <= w[1].1, "overlapping blocks {w:?}");
     }
-    // The shipper re-syncs the bucket store right after an upload; give it a moment.
-    std::thread::sleep(Duration::from_secs(2));
+    // No grace period: local retention waits until the bucket store serves what it deletes.
 
     // Round 3: from the bucket.
     let t_q = Instant::now();
