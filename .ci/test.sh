@@ -17,7 +17,7 @@ for tool in prometheus promtool prometheus-node-exporter; do
   command -v "$tool" >/dev/null || { echo "$tool is required and could not be installed" >&2; exit 1; }
 done
 
-# moto's S3 server for the object-storage tests (tests/long_term_s3.rs).
+# moto's S3 server for the object-storage tests (tests/long_term_s3.rs, long_term_queries.rs).
 if ! command -v moto_server >/dev/null 2>&1; then
   echo "installing: moto[server] (PyPI)"
   python3 -m pip install --quiet 'moto[server]' || pip install --quiet 'moto[server]' || true

@@ -145,7 +145,8 @@ fn open_bucket(
     Ok((bucket, desc))
 }
 
-/// Runs `shipper.sync` now and then every `every` until `stop` fires.
+/// Runs `shipper.sync` now and then every `every` until `stop` fires. `behind` is true while a
+/// pass runs and while the bucket store has not synced since an upload (retention waits).
 async fn ship_loop(
     shipper: Arc<Shipper>,
     store: BucketStore,
@@ -153,25 +154,33 @@ async fn ship_loop(
     mut stop: tokio::sync::watch::Receiver<bool>,
     uploads: prometheus_client::metrics::counter::Counter,
     failures: prometheus_client::metrics::counter::Counter,
+    behind: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    // Whether blocks were (or may have been) uploaded since the store's last good sync.
+    let mut store_stale = false;
     loop {
+        behind.store(true, std::sync::atomic::Ordering::SeqCst);
         match shipper.sync().await {
             Ok(r) => {
                 uploads.inc_by(r.uploaded.len() as u64);
                 failures.inc_by(r.failed.len() as u64);
-                // Queries see an uploaded block through the bucket store before local
-                // retention may drop the local copy.
-                if !r.uploaded.is_empty() {
-                    if let Err(e) = store.sync().await {
-                        tracing::error!(error = %e, "bucket store sync failed");
-                    }
-                }
+                store_stale |= !r.uploaded.is_empty();
             }
             Err(e) => {
                 failures.inc();
                 tracing::error!(error = %e, "shipper sync failed");
+                store_stale = true;
             }
         }
+        // Queries see an uploaded block through the bucket store before local retention may
+        // drop the local copy.
+        if store_stale {
+            match store.sync().await {
+                Ok(_) => store_stale = false,
+                Err(e) => tracing::error!(error = %e, "bucket store sync failed"),
+            }
+        }
+        behind.store(store_stale, std::sync::atomic::Ordering::SeqCst);
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
@@ -289,12 +298,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
     });
     let flags = flags_map(&args);
     // Retention deletes a block only once it is shipped; the shipper exists once the data
-    // directory is locked (so a second process never touches its bucket directory).
+    // directory is locked (so a second process never touches its bucket directory). The
+    // shipper marks a block shipped as soon as it is uploaded, but the bucket store re-syncs
+    // only after the upload pass: while a pass runs, or the store has not synced since an
+    // upload, nothing is deleted (the block's samples would be hidden from queries). `shipped`
+    // is read first: a block uploaded by a pass started after the `store_behind` read cannot
+    // pass.
     let shipper_slot: Arc<std::sync::OnceLock<Arc<Shipper>>> = Arc::default();
-    let slot = shipper_slot.clone();
+    let store_behind = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (slot, behind) = (shipper_slot.clone(), store_behind.clone());
     let opts = DbOptions {
         retention_guard: Some(RetentionGuard::new(move |id| {
             slot.get().is_some_and(|s| s.shipped(id))
+                && !behind.load(std::sync::atomic::Ordering::SeqCst)
         })),
         ..opts
     };
@@ -407,6 +423,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         stop_rx,
         uploads,
         failures,
+        store_behind,
     ));
     let scrape = ScrapeService::new(Arc::new(ScrapeSink {
         db: db.clone(),

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod results;
+
 /// The `strata` binary built for this test run.
 pub fn strata() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_strata"))
