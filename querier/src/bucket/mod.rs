@@ -426,7 +426,11 @@ impl Inner {
             .unwrap_or(0);
         let delay = self.opts.consistency_delay.as_millis() as u64;
         for l in listings {
-            if !l.files.contains(META_FILE) {
+            if l.files.is_empty() {
+                // Nothing at the top level: the empty directories a FILESYSTEM bucket keeps of
+                // a deleted block (or an upload that has written only chunks so far).
+                continue;
+            } else if !l.files.contains(META_FILE) {
                 report.partial.push(l.id);
             } else if l.files.contains(DELETION_MARK_FILE) {
                 report.marked.push(l.id);
