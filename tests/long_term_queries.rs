@@ -29,7 +29,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::results::{compare, from_prom, Lbls, Res};
-use common::{free_port, get_json, http_request, require_tool, start_moto, strata, Proc, Rng};
+use common::{
+    free_port, get_json, http_request, require_tool, start_moto, start_strata_serve_with, Proc, Rng,
+};
 use strata_compactor::bucket::{self, Bucket};
 
 const SEC: i64 = 1_000;
@@ -630,29 +632,25 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
     let port = free_port();
     // The shipper's first pass runs at start-up (nothing to ship), the next one 30 s later:
     // the push and the first two rounds of queries read local data.
-    let mut server = Proc::spawn(
-        "strata",
-        Command::new(strata())
-            .arg("serve")
-            .arg("--storage.tsdb.path")
-            .arg(&dir)
-            .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--config.file")
-            .arg(&cfg)
-            .arg("--objstore.config")
-            .arg(&objstore)
-            .arg("--storage.tsdb.min-block-duration")
-            .arg("2m")
-            .arg("--storage.tsdb.max-block-duration")
-            .arg("2m")
-            .arg("--storage.tsdb.retention.time")
-            .arg("30m")
-            .arg("--shipper.interval")
-            .arg("30s"),
+    let mut server = start_strata_serve_with(
+        &dir,
+        port,
         tmp.path().join("serve.log"),
+        &[
+            "--config.file".as_ref(),
+            cfg.as_os_str(),
+            "--objstore.config".as_ref(),
+            objstore.as_ref(),
+            "--storage.tsdb.min-block-duration".as_ref(),
+            "2m".as_ref(),
+            "--storage.tsdb.max-block-duration".as_ref(),
+            "2m".as_ref(),
+            "--storage.tsdb.retention.time".as_ref(),
+            "30m".as_ref(),
+            "--shipper.interval".as_ref(),
+            "30s".as_ref(),
+        ],
     );
-    server.wait_ready(port, "/-/ready", Duration::from_secs(60));
     let t_push = Instant::now();
     std::thread::scope(|sc| {
         sc.spawn(|| push(prom_port, "prometheus", &reqs));

@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, get_json, require_tool, run, run_ok, start_moto, strata, Proc};
+use common::{
+    free_port, get_json, require_tool, run, run_ok, start_moto, start_strata_serve_with, strata,
+};
 use strata_compactor::bucket::{self, Bucket};
 use strata_tsdb::block::meta::BlockMeta;
 
@@ -56,30 +58,25 @@ fn blocks_are_shipped_to_s3_and_local_retention_waits_for_them() {
     .expect("write config");
     let data = tmp.path().join("data");
     let port = free_port();
-    let mut server = Proc::spawn(
-        "strata",
-        Command::new(strata())
-            .arg("serve")
-            .arg("--storage.tsdb.path")
-            .arg(&data)
-            .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--config.file")
-            .arg(&cfg)
-            .arg("--objstore.config")
-            .arg(&objstore)
-            .arg("--storage.tsdb.min-block-duration")
-            .arg("2m")
-            .arg("--storage.tsdb.max-block-duration")
-            .arg("2m")
-            .arg("--storage.tsdb.retention.time")
-            .arg("30m")
-            .arg("--shipper.interval")
-            .arg("1s")
-            .env("RUST_LOG", "info"),
+    let mut server = start_strata_serve_with(
+        &data,
+        port,
         tmp.path().join("serve.log"),
+        &[
+            "--config.file".as_ref(),
+            cfg.as_os_str(),
+            "--objstore.config".as_ref(),
+            objstore.as_ref(),
+            "--storage.tsdb.min-block-duration".as_ref(),
+            "2m".as_ref(),
+            "--storage.tsdb.max-block-duration".as_ref(),
+            "2m".as_ref(),
+            "--storage.tsdb.retention.time".as_ref(),
+            "30m".as_ref(),
+            "--shipper.interval".as_ref(),
+            "1s".as_ref(),
+        ],
     );
-    server.wait_ready(port, "/-/ready", Duration::from_secs(60));
 
     // Two hours of 20 series every 15 s, pushed in time order as fast as Strata takes them.
     let out = run(
