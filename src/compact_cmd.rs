@@ -77,6 +77,10 @@ pub struct CompactArgs {
     /// Do not downsample.
     #[arg(long = "downsampling.disable")]
     downsampling_disable: bool,
+    /// Compaction ranges, smallest first (the first is the uploaded block size); Thanos's
+    /// 2h,8h,2d,14d by default. For tests with small blocks.
+    #[arg(long = "compact.ranges", value_delimiter = ',', hide = true)]
+    ranges: Vec<String>,
 }
 
 /// `strata retention`.
@@ -241,6 +245,14 @@ pub fn compact(a: CompactArgs) -> Result<()> {
     let mut cfg = CompactConfig::new(&a.data_dir);
     cfg.replica_labels = a.replica_labels.clone();
     cfg.downsampling = !a.downsampling_disable;
+    if !a.ranges.is_empty() {
+        cfg.ranges = a
+            .ranges
+            .iter()
+            .map(|r| parse_duration_ms(r))
+            .collect::<Result<_>>()
+            .context("--compact.ranges")?;
+    }
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("create {}", a.data_dir.display()))?;
     // The scratch directory is this compactor's alone.

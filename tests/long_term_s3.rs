@@ -75,6 +75,8 @@ fn blocks_are_shipped_to_s3_and_local_retention_waits_for_them() {
             "30m".as_ref(),
             "--shipper.interval".as_ref(),
             "1s".as_ref(),
+            "--store.sync-interval".as_ref(),
+            "2s".as_ref(),
         ],
     );
 
@@ -269,32 +271,37 @@ fn blocks_are_shipped_to_s3_and_local_retention_waits_for_them() {
         .expect("clock")
         .as_secs_f64()
         + 600.0;
-    // Every raw sample (a range selector at the top level keeps the names).
-    let raw = get_json(
-        port,
-        "/api/v1/query",
-        &[
-            ("query", "{__name__=~\".+\"}[4h]".to_string()),
-            ("time", format!("{now:.3}")),
-        ],
-    );
-    assert_eq!(raw["status"], "success", "{raw}");
-    let per_series: Vec<usize> = raw["data"]["result"]
-        .as_array()
-        .expect("matrix")
-        .iter()
-        .map(|s| s["values"].as_array().map_or(0, Vec::len))
-        .collect();
-    assert_eq!(per_series.len(), 20, "series");
-    assert_eq!(
-        per_series.iter().sum::<usize>() as f64,
-        pushed,
-        "{per_series:?}"
-    );
-    assert!(
-        per_series.iter().all(|&n| n as f64 == pushed / 20.0),
-        "{per_series:?}"
-    );
+    // Every raw sample (a range selector at the top level keeps the names), per series.
+    let samples_per_series = || -> Vec<usize> {
+        let raw = get_json(
+            port,
+            "/api/v1/query",
+            &[
+                ("query", "{__name__=~\".+\"}[4h]".to_string()),
+                ("time", format!("{now:.3}")),
+            ],
+        );
+        assert_eq!(raw["status"], "success", "{raw}");
+        raw["data"]["result"]
+            .as_array()
+            .expect("matrix")
+            .iter()
+            .map(|s| s["values"].as_array().map_or(0, Vec::len))
+            .collect()
+    };
+    let all_once = |per_series: &[usize], when: &str| {
+        assert_eq!(per_series.len(), 20, "series {when}");
+        assert_eq!(
+            per_series.iter().sum::<usize>() as f64,
+            pushed,
+            "{when}: {per_series:?}"
+        );
+        assert!(
+            per_series.iter().all(|&n| n as f64 == pushed / 20.0),
+            "{when}: {per_series:?}"
+        );
+    };
+    all_once(&samples_per_series(), "across local and bucket blocks");
     // External labels of the uploaded blocks are not added twice to what is also local.
     let series = get_json(
         port,
@@ -310,6 +317,63 @@ fn blocks_are_shipped_to_s3_and_local_retention_waits_for_them() {
         Some(20),
         "{series}"
     );
+
+    // The bucket compactor on S3 (with ranges for 2-minute blocks: 2m, 30m, 2h): the blocks
+    // of each past 30-minute range become one block (their sources marked for deletion). The server re-lists the bucket every 2 s and then
+    // answers from the compacted block, every sample still counted once.
+    let objfile = tmp.path().join("objstore.yml");
+    std::fs::write(&objfile, &objstore).expect("objstore file");
+    let out = run(
+        Command::new(strata())
+            .args([
+                "compact",
+                "--downsampling.disable",
+                "--compact.ranges",
+                "2m,30m,2h",
+                "--data-dir",
+            ])
+            .arg(tmp.path().join("compact"))
+            .arg("--objstore.config-file")
+            .arg(&objfile),
+        Duration::from_secs(120),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "strata compact: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let compactions: usize = text
+        .split("compactions: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {text}"));
+    assert!(compactions >= 1, "nothing compacted: {text}");
+    let verify = run(
+        Command::new(strata())
+            .args(["bucket", "verify", "--data-dir"])
+            .arg(tmp.path().join("verify"))
+            .arg("--objstore.config-file")
+            .arg(&objfile),
+        Duration::from_secs(120),
+    );
+    assert!(
+        verify.status.success(),
+        "verify after compaction: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let compacted = bucket_metas(&rt, &bucket)
+        .0
+        .into_iter()
+        .find(|m| m.compaction.level > 1)
+        .expect("a compacted block in the bucket");
+    assert_eq!(
+        compacted.thanos.as_ref().map(|t| t.source.as_str()),
+        Some("compactor")
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    all_once(&samples_per_series(), "after compaction in the bucket");
 
     server.kill();
     eprintln!(
