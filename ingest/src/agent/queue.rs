@@ -861,25 +861,59 @@ impl Shard {
     }
 
     /// Sends with retries; false when stopped hard before the batch was done.
+    ///
+    /// A receiver that refuses a request for some of its samples (Prometheus 2.x rolls a
+    /// request back at its first out-of-order sample, as happens to samples sent again after
+    /// a crash) would lose the good samples with them: such a batch is split in halves and
+    /// each half sent again, down to single samples, so only the refused ones are dropped.
     async fn send(&mut self, batch: &[QueuedSample]) -> bool {
+        let mut parts = vec![0..batch.len()];
+        while let Some(r) = parts.pop() {
+            let part = &batch[r.clone()];
+            match self.send_part(part).await {
+                None => return false,
+                Some(None) => {}
+                Some(Some(_)) if part.len() > 1 => {
+                    let mid = r.start + part.len() / 2;
+                    // The first half is sent first: acknowledgements stay in order.
+                    parts.push(mid..r.end);
+                    parts.push(r.start..mid);
+                }
+                Some(Some(error)) => {
+                    tracing::debug!(queue = %self.shared.name, %error, "remote write refused a sample; dropped");
+                    self.shared.set_error(error);
+                    self.shared.ack(part, false);
+                }
+            }
+        }
+        true
+    }
+
+    /// Sends one request with retries: `None` when stopped hard, `Some(None)` when delivered
+    /// or dropped, `Some(Some(error))` when the receiver refused some of its samples.
+    async fn send_part(&mut self, batch: &[QueuedSample]) -> Option<Option<String>> {
         let body = send::compress(&send::encode(self.target.protocol, batch));
         let mut backoff = self.min_backoff;
         loop {
             let outcome = tokio::select! {
                 o = send::post(&self.target, body.clone()) => o,
-                _ = self.hard.wait_for(|h| *h) => return false,
+                _ = self.hard.wait_for(|h| *h) => return None,
             };
             match outcome {
                 Outcome::Delivered => {
                     self.shared.ack(batch, true);
-                    return true;
+                    return Some(None);
                 }
-                Outcome::Failed { error } => {
+                Outcome::Failed {
+                    error,
+                    refused_samples: true,
+                } => return Some(Some(error)),
+                Outcome::Failed { error, .. } => {
                     tracing::error!(queue = %self.shared.name, samples = batch.len(), %error,
                         "remote write failed, dropping samples");
                     self.shared.set_error(error);
                     self.shared.ack(batch, false);
-                    return true;
+                    return Some(None);
                 }
                 Outcome::Retry { after, error } => {
                     let wait = after.unwrap_or(backoff);
@@ -892,7 +926,7 @@ impl Shard {
                     backoff = (backoff * 2).min(self.max_backoff);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = self.hard.wait_for(|h| *h) => return false,
+                        _ = self.hard.wait_for(|h| *h) => return None,
                     }
                 }
             }

@@ -209,8 +209,13 @@ pub enum Outcome {
         after: Option<Duration>,
         error: String,
     },
-    /// Not worth retrying; the batch is dropped.
-    Failed { error: String },
+    /// Not worth retrying; the batch is dropped. `refused_samples`: the receiver refused
+    /// samples it already has or will not take (a 400 naming out-of-order, duplicate, too old
+    /// or out-of-bounds samples), so the rest of the batch may still be welcome.
+    Failed {
+        error: String,
+        refused_samples: bool,
+    },
 }
 
 /// What a queue needs to send a request.
@@ -275,7 +280,20 @@ pub async fn post(target: &Target, body: Vec<u8>) -> Outcome {
             error,
         }
     } else {
-        Outcome::Failed { error }
+        let t = text.to_ascii_lowercase();
+        let refused_samples = code == 400
+            && [
+                "out of order",
+                "out of bounds",
+                "duplicate sample",
+                "too old",
+            ]
+            .iter()
+            .any(|m| t.contains(m));
+        Outcome::Failed {
+            error,
+            refused_samples,
+        }
     }
 }
 

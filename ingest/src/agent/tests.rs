@@ -573,3 +573,87 @@ fn a_second_agent_on_the_same_directory_is_refused() {
     drop(first);
     AgentStorage::open(dir.path(), opts()).expect("reopens once the first is gone");
 }
+
+/// A receiver that behaves as Prometheus 2.x: a request holding any sample at or before the
+/// newest one it has of that series is refused whole (400, "out of order sample").
+async fn prometheus2_like(have_until: i64) -> (Receiver, Arc<Mutex<BTreeMap<String, i64>>>) {
+    let newest: Arc<Mutex<BTreeMap<String, i64>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    for i in 0..3 {
+        newest.lock().insert(series(i).to_string(), have_until);
+    }
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let state = Arc::new(RecvState {
+        requests: AtomicUsize::new(0),
+        samples: Mutex::new(Vec::new()),
+        headers: Mutex::new(Vec::new()),
+        times: Mutex::new(Vec::new()),
+        respond: Mutex::new(ok()),
+    });
+    let (st, nw) = (state.clone(), newest.clone());
+    let app = axum::Router::new().route(
+        "/write",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let (st, nw) = (st.clone(), nw.clone());
+            async move {
+                st.requests.fetch_add(1, Ordering::SeqCst);
+                let batch = crate::remote::decode_write(
+                    headers.get("content-type").and_then(|v| v.to_str().ok()),
+                    headers
+                        .get("content-encoding")
+                        .and_then(|v| v.to_str().ok()),
+                    &body,
+                    &Default::default(),
+                )
+                .expect("decodable request");
+                let mut newest = nw.lock();
+                let mut staged = newest.clone();
+                for s in &batch.series {
+                    let key = s.labels.to_string();
+                    for (t, _) in &s.samples {
+                        if staged.get(&key).is_some_and(|n| t <= n) {
+                            return (StatusCode::BAD_REQUEST, "out of order sample".to_string());
+                        }
+                        staged.insert(key.clone(), *t);
+                    }
+                }
+                *newest = staged;
+                let mut got = st.samples.lock();
+                for s in batch.series {
+                    for (t, v) in s.samples {
+                        got.push((s.labels.clone(), t, v));
+                    }
+                }
+                (StatusCode::NO_CONTENT, String::new())
+            }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    (Receiver { addr, state, task }, newest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_sent_again_do_not_take_new_ones_down_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // The receiver has t <= 4 already (delivered before a crash the agent's saved position
+    // does not know about); the agent sends 0..10 again in one batch.
+    let (r, _) = prometheus2_like(4).await;
+    let mut s = settings("p2", &r.url());
+    s.min_shards = 1;
+    s.max_shards = 1;
+    s.max_samples_per_send = 1000;
+    let agent = Agent::start(dir.path(), opts(), vec![s]).unwrap();
+    append(&agent.storage(), 3, 0, 10);
+    let end = agent.storage().committed();
+    wait_until("everything acknowledged", Duration::from_secs(10), || {
+        agent.queues_status().iter().all(|q| q.delivered == end)
+    })
+    .await;
+    // Every new sample arrived, once; only the 15 samples the receiver had were dropped.
+    assert_exactly_once_in_order(&r.samples(), 3, 5, 10);
+    let q = &agent.queues_status()[0];
+    assert_eq!((q.samples_sent, q.samples_failed), (15, 15), "{q:?}");
+    agent.shutdown(Duration::from_secs(2)).await.unwrap();
+}
