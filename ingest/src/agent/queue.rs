@@ -867,7 +867,8 @@ impl Shard {
     /// a crash) would lose the good samples with them: such a batch is split in halves and
     /// each half sent again, down to single samples, so only the refused ones are dropped.
     async fn send(&mut self, batch: &[QueuedSample]) -> bool {
-        let mut parts = vec![0..batch.len()];
+        let mut parts: Vec<std::ops::Range<usize>> = Vec::with_capacity(8);
+        parts.push(0..batch.len());
         while let Some(r) = parts.pop() {
             let part = &batch[r.clone()];
             match self.send_part(part).await {
