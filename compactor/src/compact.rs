@@ -398,7 +398,7 @@ pub async fn compact_pass(
         progress.step(&g.key);
     }
     if cfg.downsampling {
-        let s = downsample_pass(bucket, cfg, progress).await?;
+        let s = downsample(bucket, cfg, progress).await?;
         sum.add(&s);
     }
     Ok(sum)
@@ -483,16 +483,26 @@ pub async fn compact_group(
     }
 }
 
-/// Downsamples what needs it (two rounds, so new 5m blocks can be turned into 1h blocks).
+/// A downsampling pass on its own: settles interrupted uploads, then downsamples what needs
+/// it.
 pub async fn downsample_pass(
     bucket: &Bucket,
     cfg: &CompactConfig,
     progress: &dyn Progress,
 ) -> Result<Summary> {
-    let mut sum = Summary {
-        deleted: clean_pending_uploads(bucket, &cfg.data_dir).await?,
-        ..Default::default()
-    };
+    let deleted = clean_pending_uploads(bucket, &cfg.data_dir).await?;
+    let mut sum = downsample(bucket, cfg, progress).await?;
+    sum.deleted += deleted;
+    Ok(sum)
+}
+
+/// Downsamples what needs it (two rounds, so new 5m blocks can be turned into 1h blocks).
+async fn downsample(
+    bucket: &Bucket,
+    cfg: &CompactConfig,
+    progress: &dyn Progress,
+) -> Result<Summary> {
+    let mut sum = Summary::default();
     for _ in 0..2 {
         let st = sync(bucket).await?;
         let live = st.live_blocks();
