@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use common::results::{compare, from_prom, Lbls, Res};
 use common::{
-    free_port, get_json, http_request, require_tool, start_moto, start_strata_serve_with, Proc, Rng,
+    free_port, get_json, http_request, require_tool, start_moto, start_strata_shipping, Proc, Rng,
 };
 use strata_compactor::bucket::{self, Bucket};
 
@@ -608,11 +608,7 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
     let t0 = Instant::now();
     let tmp = tempfile::tempdir().expect("tempdir");
     let moto = start_moto("strata-queries", tmp.path().join("moto.log"));
-    let objstore = format!(
-        "type: S3\nconfig:\n  bucket: strata-queries\n  endpoint: 127.0.0.1:{}\n  insecure: \
-         true\n  access_key: testing\n  secret_key: testing\n  region: us-east-1\n",
-        moto.port
-    );
+    let objstore = moto.objstore_yaml();
     // The same external labels for both; neither adds them to query answers.
     let cfg = tmp.path().join("prometheus.yml");
     std::fs::write(
@@ -632,24 +628,14 @@ fn queries_agree_before_and_after_upload_and_with_prometheus() {
     let port = free_port();
     // The shipper's first pass runs at start-up (nothing to ship), the next one 30 s later:
     // the push and the first two rounds of queries read local data.
-    let mut server = start_strata_serve_with(
+    let mut server = start_strata_shipping(
         &dir,
         port,
         tmp.path().join("serve.log"),
-        &[
-            "--config.file".as_ref(),
-            cfg.as_os_str(),
-            "--objstore.config".as_ref(),
-            objstore.as_ref(),
-            "--storage.tsdb.min-block-duration".as_ref(),
-            "2m".as_ref(),
-            "--storage.tsdb.max-block-duration".as_ref(),
-            "2m".as_ref(),
-            "--storage.tsdb.retention.time".as_ref(),
-            "30m".as_ref(),
-            "--shipper.interval".as_ref(),
-            "30s".as_ref(),
-        ],
+        &cfg,
+        &objstore,
+        "30s",
+        &[],
     );
     let t_push = Instant::now();
     std::thread::scope(|sc| {

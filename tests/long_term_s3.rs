@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, get_json, require_tool, run, run_ok, start_moto, start_strata_serve_with, strata,
+    free_port, get_json, require_tool, run, run_ok, start_moto, start_strata_shipping, strata,
 };
 use strata_compactor::bucket::{self, Bucket};
 use strata_tsdb::block::meta::BlockMeta;
@@ -45,11 +45,7 @@ fn blocks_are_shipped_to_s3_and_local_retention_waits_for_them() {
     let t0 = Instant::now();
     let tmp = tempfile::tempdir().expect("tempdir");
     let moto = start_moto("strata-blocks", tmp.path().join("moto.log"));
-    let objstore = format!(
-        "type: S3\nconfig:\n  bucket: strata-blocks\n  endpoint: 127.0.0.1:{}\n  insecure: true\n  \
-         access_key: testing\n  secret_key: testing\n  region: us-east-1\n",
-        moto.port
-    );
+    let objstore = moto.objstore_yaml();
     let cfg = tmp.path().join("prometheus.yml");
     std::fs::write(
         &cfg,
@@ -58,26 +54,14 @@ fn blocks_are_shipped_to_s3_and_local_retention_waits_for_them() {
     .expect("write config");
     let data = tmp.path().join("data");
     let port = free_port();
-    let mut server = start_strata_serve_with(
+    let mut server = start_strata_shipping(
         &data,
         port,
         tmp.path().join("serve.log"),
-        &[
-            "--config.file".as_ref(),
-            cfg.as_os_str(),
-            "--objstore.config".as_ref(),
-            objstore.as_ref(),
-            "--storage.tsdb.min-block-duration".as_ref(),
-            "2m".as_ref(),
-            "--storage.tsdb.max-block-duration".as_ref(),
-            "2m".as_ref(),
-            "--storage.tsdb.retention.time".as_ref(),
-            "30m".as_ref(),
-            "--shipper.interval".as_ref(),
-            "1s".as_ref(),
-            "--store.sync-interval".as_ref(),
-            "2s".as_ref(),
-        ],
+        &cfg,
+        &objstore,
+        "1s",
+        &["--store.sync-interval".as_ref(), "2s".as_ref()],
     );
 
     // Two hours of 20 series every 15 s, pushed in time order as fast as Strata takes them.

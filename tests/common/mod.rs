@@ -225,6 +225,36 @@ pub fn start_strata_serve_with(
     p
 }
 
+/// `strata serve` shipping to the bucket of `objstore` (YAML) every `shipper_interval`, with
+/// the external labels of `config`, 2-minute blocks and 30-minute local retention (so hours of
+/// data make many blocks, most of them soon only in the bucket), plus `extra` flags.
+pub fn start_strata_shipping(
+    dir: &Path,
+    port: u16,
+    log: PathBuf,
+    config: &Path,
+    objstore: &str,
+    shipper_interval: &str,
+    extra: &[&std::ffi::OsStr],
+) -> Proc {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--config.file".as_ref(),
+        config.as_os_str(),
+        "--objstore.config".as_ref(),
+        objstore.as_ref(),
+        "--storage.tsdb.min-block-duration".as_ref(),
+        "2m".as_ref(),
+        "--storage.tsdb.max-block-duration".as_ref(),
+        "2m".as_ref(),
+        "--storage.tsdb.retention.time".as_ref(),
+        "30m".as_ref(),
+        "--shipper.interval".as_ref(),
+        shipper_interval.as_ref(),
+    ];
+    args.extend_from_slice(extra);
+    start_strata_serve_with(dir, port, log, &args)
+}
+
 /// `GET path?params` (values URL-encoded) on 127.0.0.1:`port`, parsed as JSON; panics naming
 /// the request on a transport error or a body that is not JSON.
 pub fn get_json(port: u16, path: &str, params: &[(&str, String)]) -> serde_json::Value {
@@ -421,6 +451,18 @@ impl Drop for Proc {
 pub struct Moto {
     pub proc: Proc,
     pub port: u16,
+    pub bucket: String,
+}
+
+impl Moto {
+    /// Thanos's objstore YAML for this server's bucket.
+    pub fn objstore_yaml(&self) -> String {
+        format!(
+            "type: S3\nconfig:\n  bucket: {}\n  endpoint: 127.0.0.1:{}\n  insecure: true\n  \
+             access_key: testing\n  secret_key: testing\n  region: us-east-1\n",
+            self.bucket, self.port
+        )
+    }
 }
 
 /// Starts `moto_server -H 127.0.0.1 -p <free port>` (logging to `log`), waits (bounded) until
@@ -460,5 +502,9 @@ pub fn start_moto(bucket: &str, log: PathBuf) -> Moto {
         "create bucket {bucket}: status {code}: {}",
         String::from_utf8_lossy(&body)
     );
-    Moto { proc, port }
+    Moto {
+        proc,
+        port,
+        bucket: bucket.to_string(),
+    }
 }
