@@ -58,41 +58,24 @@ struct Gen {
 }
 
 impl Gen {
-    /// Sample times every `interval` from a random whole-second phase, each with a millisecond
-    /// offset in 1..=998 (never on a whole second).
+    /// Sample times every `interval` over the period (see [`Rng::scrape_times`]).
     fn times(&mut self, interval: i64) -> Vec<i64> {
-        let mut t = self.start + self.rng.below((interval / SEC) as u64) as i64 * SEC;
-        let mut v = Vec::new();
-        while t + SEC < self.end {
-            v.push(t + 1 + self.rng.below(998) as i64);
-            t += interval;
-        }
-        v
+        self.rng.scrape_times(self.start, self.end - SEC, interval)
     }
 
     fn f(&mut self) -> f64 {
-        self.rng.below(1 << 30) as f64 / (1u64 << 30) as f64
+        self.rng.unit()
     }
 
-    /// A counter from a high start, random increments (`step`), resets with probability
-    /// 1/`reset_every` per sample after the first 15 minutes.
+    /// A counter (see [`Rng::counter`]) without resets in the first 15 minutes.
     fn counter(
         &mut self,
         times: &[i64],
-        step: impl Fn(&mut Self) -> f64,
+        step: impl Fn(&mut Rng) -> f64,
         reset_every: u64,
     ) -> Vec<(i64, f64)> {
-        let mut v = 100_000.0 + self.rng.below(1000) as f64;
-        let mut out = Vec::with_capacity(times.len());
-        for &t in times {
-            if t > self.start + 15 * MIN && self.rng.below(reset_every) == 0 {
-                v = self.rng.below(3) as f64;
-            } else {
-                v += step(self);
-            }
-            out.push((t, v));
-        }
-        out
+        self.rng
+            .counter(times, self.start + 15 * MIN, step, reset_every)
     }
 
     fn push(&mut self, name: &str, labels: &[(&str, &str)], points: Vec<(i64, f64)>) {
@@ -121,7 +104,7 @@ fn generate(start: i64, end: i64) -> Data {
             for code in ["200", "500"] {
                 let times = g.times(15 * SEC);
                 let scale = if code == "500" { 3 } else { 50 };
-                let pts = g.counter(&times, |g| g.rng.below(scale) as f64, 150);
+                let pts = g.counter(&times, |r| r.below(scale) as f64, 150);
                 let inst = format!("host-{i}");
                 g.push(
                     "http_requests_total",
@@ -135,7 +118,7 @@ fn generate(start: i64, end: i64) -> Data {
     for i in 0..4 {
         for mode in ["user", "system"] {
             let times = g.times(30 * SEC);
-            let pts = g.counter(&times, |g| g.f() * 25.0, 200);
+            let pts = g.counter(&times, |r| r.unit() * 25.0, 200);
             let inst = format!("host-{i}");
             g.push(
                 "cpu_seconds_total",

@@ -91,20 +91,13 @@ fn esc(v: &str) -> String {
 }
 
 impl Gen {
-    /// Scrape times in `[from, to)` every `interval` ms, starting at a whole-second phase,
-    /// each with a millisecond offset in 1..=998 (never on a whole second).
+    /// Scrape times in `[from, to)` every `interval` ms (see [`Rng::scrape_times`]).
     fn times(&mut self, from: i64, to: i64, interval: i64) -> Vec<i64> {
-        let mut t = from + self.rng.below((interval / 1000) as u64) as i64 * 1000;
-        let mut v = Vec::new();
-        while t < to {
-            v.push(t + 1 + self.rng.below(998) as i64);
-            t += interval;
-        }
-        v
+        self.rng.scrape_times(from, to, interval)
     }
 
     fn f(&mut self) -> f64 {
-        self.rng.below(1 << 30) as f64 / (1u64 << 30) as f64
+        self.rng.unit()
     }
 
     fn family(&mut self, name: &str, typ: &str) {
@@ -127,26 +120,15 @@ impl Gen {
         self.samples += points.len();
     }
 
-    /// A counter: random increments, reset with probability 1/`reset_every` per sample.
-    /// Counters start high (see the module comment on rate's zero-point extrapolation).
+    /// A counter (see [`Rng::counter`]); counters start high (see the module comment on
+    /// rate's zero-point extrapolation) and do not reset in the first 15 minutes.
     fn counter(
         &mut self,
         times: &[i64],
-        step: impl Fn(&mut Self) -> f64,
+        step: impl Fn(&mut Rng) -> f64,
         reset_every: u64,
     ) -> Vec<(i64, f64)> {
-        let mut v = 100_000.0 + self.rng.below(1000) as f64;
-        let mut out = Vec::with_capacity(times.len());
-        for &t in times {
-            // No resets in the first 15 minutes (see the module comment).
-            if self.rng.below(reset_every) == 0 && t > S + 15 * MIN {
-                v = self.rng.below(3) as f64;
-            } else {
-                v += step(self);
-            }
-            out.push((t, v));
-        }
-        out
+        self.rng.counter(times, S + 15 * MIN, step, reset_every)
     }
 }
 
@@ -183,7 +165,7 @@ fn generate(dir: &Path) -> (PathBuf, usize, usize) {
             for code in ["200", "404", "500"] {
                 let times = g.times(S, END, 15_000);
                 let scale = if code == "500" { 3 } else { 60 };
-                let pts = g.counter(&times, |g| g.rng.below(scale) as f64, 400);
+                let pts = g.counter(&times, |r| r.below(scale) as f64, 400);
                 let inst = format!("host-{i}");
                 g.series(
                     "http_requests_total",
@@ -198,7 +180,7 @@ fn generate(dir: &Path) -> (PathBuf, usize, usize) {
     for i in 0..50 {
         for mode in ["user", "system"] {
             let times = g.times(S, END, 30_000);
-            let pts = g.counter(&times, |g| g.f() * 25.0, 300);
+            let pts = g.counter(&times, |r| r.unit() * 25.0, 300);
             let inst = format!("host-{i}");
             g.series(
                 "cpu_seconds_total",
@@ -387,7 +369,7 @@ fn generate(dir: &Path) -> (PathBuf, usize, usize) {
         let from = S + g.rng.below(5 * 3600) as i64 * 1000;
         let to = (from + (10 + g.rng.below(170) as i64) * MIN).min(END);
         let times = g.times(from, to, 30_000);
-        let pts = g.counter(&times, |g| g.rng.below(1000) as f64 / 8.0, 1_000_000);
+        let pts = g.counter(&times, |r| r.below(1000) as f64 / 8.0, 1_000_000);
         let first = pts.first().map_or(0.0, |p| p.1);
         let pts: Vec<_> = pts.into_iter().map(|(t, v)| (t, v - first)).collect();
         let name = format!("b{b}");

@@ -101,6 +101,45 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        self.below(1 << 30) as f64 / (1u64 << 30) as f64
+    }
+
+    /// Scrape times in `[from, to)` every `interval` ms, starting at a random whole-second
+    /// phase, each with a millisecond offset in 1..=998 (never on a whole second).
+    pub fn scrape_times(&mut self, from: i64, to: i64, interval: i64) -> Vec<i64> {
+        let mut t = from + self.below((interval / 1000) as u64) as i64 * 1000;
+        let mut v = Vec::new();
+        while t < to {
+            v.push(t + 1 + self.below(998) as i64);
+            t += interval;
+        }
+        v
+    }
+
+    /// A counter at `times`: from a high start, growing by `step` per sample, reset (to 0..=2)
+    /// with probability 1/`reset_every` per sample, never before `quiet_until`.
+    pub fn counter(
+        &mut self,
+        times: &[i64],
+        quiet_until: i64,
+        step: impl Fn(&mut Rng) -> f64,
+        reset_every: u64,
+    ) -> Vec<(i64, f64)> {
+        let mut v = 100_000.0 + self.below(1000) as f64;
+        let mut out = Vec::with_capacity(times.len());
+        for &t in times {
+            if self.below(reset_every) == 0 && t > quiet_until {
+                v = self.below(3) as f64;
+            } else {
+                v += step(self);
+            }
+            out.push((t, v));
+        }
+        out
+    }
 }
 
 /// Writes an OpenMetrics file of `series` series over `hours` hours, starting at `start_ms`:
