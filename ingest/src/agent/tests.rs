@@ -40,27 +40,50 @@ impl Drop for Receiver {
     }
 }
 
-async fn handle(State(st): State<Arc<RecvState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let n = st.requests.fetch_add(1, Ordering::SeqCst);
-    st.times.lock().push(Instant::now());
-    st.headers.lock().push(headers.clone());
-    let (status, _) = (st.respond.lock())(n);
-    let batch = crate::remote::decode_write(
-        headers.get("content-type").and_then(|v| v.to_str().ok()),
-        headers
-            .get("content-encoding")
-            .and_then(|v| v.to_str().ok()),
-        &body,
-        &Default::default(),
-    )
-    .expect("decodable request");
-    if (200..300).contains(&status) {
-        let mut s = st.samples.lock();
+impl RecvState {
+    fn new(respond: Responder) -> Arc<Self> {
+        Arc::new(RecvState {
+            requests: AtomicUsize::new(0),
+            samples: Mutex::new(Vec::new()),
+            headers: Mutex::new(Vec::new()),
+            times: Mutex::new(Vec::new()),
+            respond: Mutex::new(respond),
+        })
+    }
+
+    /// Counts a request and decodes it; returns its number (from 0) too.
+    fn receive(&self, headers: &HeaderMap, body: &[u8]) -> (usize, crate::remote::WriteBatch) {
+        let n = self.requests.fetch_add(1, Ordering::SeqCst);
+        self.times.lock().push(Instant::now());
+        self.headers.lock().push(headers.clone());
+        crate::remote::decode_write(
+            headers.get("content-type").and_then(|v| v.to_str().ok()),
+            headers
+                .get("content-encoding")
+                .and_then(|v| v.to_str().ok()),
+            body,
+            &Default::default(),
+        )
+        .map(|b| (n, b))
+        .expect("decodable request")
+    }
+
+    /// Records the samples of an accepted request.
+    fn accept(&self, batch: crate::remote::WriteBatch) {
+        let mut s = self.samples.lock();
         for series in batch.series {
             for (t, v) in series.samples {
                 s.push((series.labels.clone(), t, v));
             }
         }
+    }
+}
+
+async fn handle(State(st): State<Arc<RecvState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let (n, batch) = st.receive(&headers, &body);
+    let (status, _) = (st.respond.lock())(n);
+    if (200..300).contains(&status) {
+        st.accept(batch);
     }
     StatusCode::from_u16(status).unwrap()
 }
@@ -83,13 +106,7 @@ async fn handle_with_headers(
 
 async fn receiver_on(listener: tokio::net::TcpListener, respond: Responder) -> Receiver {
     let addr = listener.local_addr().unwrap();
-    let state = Arc::new(RecvState {
-        requests: AtomicUsize::new(0),
-        samples: Mutex::new(Vec::new()),
-        headers: Mutex::new(Vec::new()),
-        times: Mutex::new(Vec::new()),
-        respond: Mutex::new(respond),
-    });
+    let state = RecvState::new(respond);
     let app = axum::Router::new()
         .route("/write", axum::routing::post(handle_with_headers))
         .with_state(state.clone());
@@ -583,29 +600,14 @@ async fn prometheus2_like(have_until: i64) -> (Receiver, Arc<Mutex<BTreeMap<Stri
     }
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let state = Arc::new(RecvState {
-        requests: AtomicUsize::new(0),
-        samples: Mutex::new(Vec::new()),
-        headers: Mutex::new(Vec::new()),
-        times: Mutex::new(Vec::new()),
-        respond: Mutex::new(ok()),
-    });
+    let state = RecvState::new(ok());
     let (st, nw) = (state.clone(), newest.clone());
     let app = axum::Router::new().route(
         "/write",
         axum::routing::post(move |headers: HeaderMap, body: Bytes| {
             let (st, nw) = (st.clone(), nw.clone());
             async move {
-                st.requests.fetch_add(1, Ordering::SeqCst);
-                let batch = crate::remote::decode_write(
-                    headers.get("content-type").and_then(|v| v.to_str().ok()),
-                    headers
-                        .get("content-encoding")
-                        .and_then(|v| v.to_str().ok()),
-                    &body,
-                    &Default::default(),
-                )
-                .expect("decodable request");
+                let (_, batch) = st.receive(&headers, &body);
                 let mut newest = nw.lock();
                 let mut staged = newest.clone();
                 for s in &batch.series {
@@ -618,12 +620,7 @@ async fn prometheus2_like(have_until: i64) -> (Receiver, Arc<Mutex<BTreeMap<Stri
                     }
                 }
                 *newest = staged;
-                let mut got = st.samples.lock();
-                for s in batch.series {
-                    for (t, v) in s.samples {
-                        got.push((s.labels.clone(), t, v));
-                    }
-                }
+                st.accept(batch);
                 (StatusCode::NO_CONTENT, String::new())
             }
         }),
