@@ -66,6 +66,15 @@ fn append_range(
     app.commit().expect("commit");
 }
 
+/// The end of the database's newest block (it must have one).
+fn newest_block_end(db: &Db) -> i64 {
+    db.blocks()
+        .iter()
+        .map(|b| b.max_time())
+        .max()
+        .expect("blocks")
+}
+
 /// Every sample the database returns for `matchers` over `[mint, maxt]`, by series.
 fn query(db: &Db, mint: i64, maxt: i64, matchers: &[Matcher]) -> BTreeMap<String, Vec<(i64, f64)>> {
     let q = db.querier(mint, maxt).expect("querier");
@@ -252,12 +261,7 @@ fn time_retention_is_measured_from_the_newest_block() {
     .expect("open");
     append_range(&db, 3, BASE, BASE + 8 * H, 60_000, &mut expect);
     db.compact().expect("compact");
-    let newest = db
-        .blocks()
-        .iter()
-        .map(|b| b.max_time())
-        .max()
-        .expect("blocks");
+    let newest = newest_block_end(&db);
     assert!(!db.blocks().is_empty());
     for b in db.blocks() {
         assert!(
@@ -323,12 +327,7 @@ fn retention_guard_keeps_blocks_until_allowed() {
         .expect("lock")
         .extend(all.iter().map(|b| b.ulid()));
     db.apply_retention().expect("retention");
-    let newest = db
-        .blocks()
-        .iter()
-        .map(|b| b.max_time())
-        .max()
-        .expect("blocks");
+    let newest = newest_block_end(&db);
     assert!(db.blocks().iter().all(|b| newest - b.max_time() < 3 * H));
     assert_eq!(block_dirs(tmp.path()).len(), db.blocks().len());
 }
@@ -588,12 +587,7 @@ fn wal_replay_leaves_out_what_blocks_hold() {
     std::fs::remove_dir_all(tmp.path().join("chunks_head")).ok();
 
     let db = Db::open(tmp.path(), opts(H)).expect("reopen");
-    let newest = db
-        .blocks()
-        .iter()
-        .map(|b| b.max_time())
-        .max()
-        .expect("blocks");
+    let newest = newest_block_end(&db);
     assert!(
         db.head().min_time() >= newest,
         "head starts at {} before the newest block's end {newest}",
