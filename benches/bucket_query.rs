@@ -97,15 +97,53 @@ fn put_block(
     let _ = std::fs::remove_dir_all(bdir);
 }
 
-fn symbols_of(labels: &[Labels]) -> BTreeSet<Arc<str>> {
-    let mut s: BTreeSet<Arc<str>> = BTreeSet::from([Arc::from("")]);
-    for l in labels {
+/// Writes, once, a bucket at `dir/bucket` of 2-day blocks `0..blocks` from `BASE` holding
+/// `labels`, one sample every `interval` from 1 s past each block's start valued
+/// `value(labels, t)`; then runs `finish` on it (compaction, say). `dir/complete` marks a
+/// finished run, reused by the next; anything else in `dir` is generated again.
+fn generate(
+    dir: &Path,
+    what: &str,
+    mut labels: Vec<Labels>,
+    blocks: i64,
+    interval: i64,
+    value: impl Fn(&Labels, i64) -> f64,
+    finish: impl FnOnce(&tokio::runtime::Runtime, &Bucket),
+) {
+    let done = dir.join("complete");
+    if done.exists() {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let t0 = Instant::now();
+    let rt = runtime();
+    let bucket = local_bucket(&dir.join("bucket")).expect("bucket");
+    labels.sort();
+    let mut symbols: BTreeSet<Arc<str>> = BTreeSet::from([Arc::from("")]);
+    for l in &labels {
         for x in l.iter() {
-            s.insert(x.name.clone());
-            s.insert(x.value.clone());
+            symbols.insert(x.name.clone());
+            symbols.insert(x.value.clone());
         }
     }
-    s
+    let scratch = dir.join("scratch");
+    std::fs::create_dir_all(&scratch).expect("mkdir");
+    for k in 0..blocks {
+        let (mint, maxt) = (BASE + k * 2 * D, BASE + (k + 1) * 2 * D);
+        let mut series = labels.iter().map(|l| {
+            let s: Vec<(i64, f64)> = (0..)
+                .map(|n| mint + 1_000 + n * interval)
+                .take_while(|&t| t < maxt)
+                .map(|t| (t, value(l, t)))
+                .collect();
+            (l.clone(), s)
+        });
+        put_block(&rt, &bucket, &scratch, mint, maxt, &mut series, &symbols);
+        eprintln!("{what}: block {k} written ({:?})", t0.elapsed());
+    }
+    finish(&rt, &bucket);
+    eprintln!("{what}: generated in {:?}", t0.elapsed());
+    std::fs::write(done, b"").expect("marker");
 }
 
 fn engine() -> Engine {
@@ -155,15 +193,7 @@ fn mib(b: u64) -> f64 {
 const SERIES_7D: usize = 10_000;
 
 fn generate_7d(dir: &Path) {
-    let done = dir.join("complete");
-    if done.exists() {
-        return;
-    }
-    let _ = std::fs::remove_dir_all(dir);
-    let t0 = Instant::now();
-    let rt = runtime();
-    let bucket = local_bucket(&dir.join("bucket")).expect("bucket");
-    let labels: Vec<Labels> = (0..SERIES_7D)
+    let labels = (0..SERIES_7D)
         .map(|i| {
             Labels::from_pairs(&[
                 ("__name__", "m"),
@@ -173,26 +203,21 @@ fn generate_7d(dir: &Path) {
             ])
         })
         .collect();
-    let mut sorted = labels.clone();
-    sorted.sort();
-    let symbols = symbols_of(&labels);
-    let scratch = dir.join("scratch");
-    std::fs::create_dir_all(&scratch).expect("mkdir");
-    for k in 0..4 {
-        let (mint, maxt) = (BASE + k * 2 * D, BASE + (k + 1) * 2 * D);
-        let mut series = sorted.iter().enumerate().map(|(i, l)| {
-            let rate = 1.0 + (i % 17) as f64;
-            let s: Vec<(i64, f64)> = (0..)
-                .map(|n| mint + 1_000 + n * MIN)
-                .take_while(|&t| t < maxt)
-                .map(|t| (t, ((t - BASE) / MIN) as f64 * rate))
-                .collect();
-            (l.clone(), s)
-        });
-        put_block(&rt, &bucket, &scratch, mint, maxt, &mut series, &symbols);
-        eprintln!("7d: block {k} written ({:?})", t0.elapsed());
-    }
-    std::fs::write(done, b"").expect("marker");
+    // Counters at 1..=17 per minute, by series.
+    let rate = |l: &Labels| {
+        let code: usize = l.get("code").unwrap_or("0").parse().unwrap_or(0);
+        let inst: usize = l.get("instance").unwrap_or("i-0")[2..].parse().unwrap_or(0);
+        1.0 + ((inst * 10 + code) % 17) as f64
+    };
+    generate(
+        dir,
+        "7d",
+        labels,
+        4,
+        MIN,
+        |l, t| ((t - BASE) / MIN) as f64 * rate(l),
+        |_, _| {},
+    );
 }
 
 fn seven_days(dir: &Path) {
@@ -249,65 +274,39 @@ fn seven_days(dir: &Path) {
 const SERIES_30D: usize = 50;
 
 fn generate_30d(dir: &Path) {
-    let done = dir.join("complete");
-    if done.exists() {
-        return;
-    }
-    let _ = std::fs::remove_dir_all(dir);
-    let t0 = Instant::now();
-    let rt = runtime();
-    let bucket = local_bucket(&dir.join("bucket")).expect("bucket");
-    let mut labels: Vec<Labels> = Vec::new();
+    let mut labels = Vec::new();
     for i in 0..SERIES_30D {
-        labels.push(Labels::from_pairs(&[
-            ("__name__", "req_total"),
-            ("i", &i.to_string()),
-        ]));
-        labels.push(Labels::from_pairs(&[
-            ("__name__", "temp"),
-            ("i", &i.to_string()),
-        ]));
-    }
-    let mut sorted = labels.clone();
-    sorted.sort();
-    let symbols = symbols_of(&labels);
-    let scratch = dir.join("scratch");
-    std::fs::create_dir_all(&scratch).expect("mkdir");
-    for k in 0..16 {
-        let (mint, maxt) = (BASE + k * 2 * D, BASE + (k + 1) * 2 * D);
-        let mut series = sorted.iter().map(|l| {
-            let i: i64 = l.get("i").unwrap_or("0").parse().unwrap_or(0);
-            let counter = l.get("__name__") == Some("req_total");
-            let s: Vec<(i64, f64)> = (0..)
-                .map(|n| mint + 1_000 + n * 30_000)
-                .take_while(|&t| t < maxt)
-                .map(|t| {
-                    let n = (t - BASE) / 30_000;
-                    let v = if counter {
-                        // Resets every 3 + i/10 days.
-                        (n % ((3 + i / 10) * 2880)) as f64 * (1 + i % 5) as f64
-                    } else {
-                        50.0 + 30.0 * ((n as f64) / 700.0 + i as f64).sin()
-                    };
-                    (t, v)
-                })
-                .collect();
-            (l.clone(), s)
-        });
-        put_block(&rt, &bucket, &scratch, mint, maxt, &mut series, &symbols);
-    }
-    eprintln!("30d: raw blocks written ({:?})", t0.elapsed());
-    let cfg = CompactConfig::new(dir.join("compact"));
-    for _ in 0..4 {
-        let s = rt
-            .block_on(compact_pass(&bucket, &cfg, &NoProgress))
-            .expect("compact");
-        eprintln!("30d: compactor pass {s:?} ({:?})", t0.elapsed());
-        if s == Default::default() {
-            break;
+        for name in ["req_total", "temp"] {
+            labels.push(Labels::from_pairs(&[
+                ("__name__", name),
+                ("i", &i.to_string()),
+            ]));
         }
     }
-    std::fs::write(done, b"").expect("marker");
+    let value = |l: &Labels, t: i64| {
+        let i: i64 = l.get("i").unwrap_or("0").parse().unwrap_or(0);
+        let n = (t - BASE) / 30_000;
+        if l.get("__name__") == Some("req_total") {
+            // Resets every 3 + i/10 days.
+            (n % ((3 + i / 10) * 2880)) as f64 * (1 + i % 5) as f64
+        } else {
+            50.0 + 30.0 * ((n as f64) / 700.0 + i as f64).sin()
+        }
+    };
+    // The compactor's own passes: 14-day blocks, then 5m and 1h downsampling.
+    let compact = |rt: &tokio::runtime::Runtime, bucket: &Bucket| {
+        let cfg = CompactConfig::new(dir.join("compact"));
+        for _ in 0..4 {
+            let s = rt
+                .block_on(compact_pass(bucket, &cfg, &NoProgress))
+                .expect("compact");
+            eprintln!("30d: compactor pass {s:?}");
+            if s == Default::default() {
+                break;
+            }
+        }
+    };
+    generate(dir, "30d", labels, 16, 30_000, value, compact);
 }
 
 fn time_query(
